@@ -1,0 +1,41 @@
+"""The ``mattecli`` command line: builds the Typer app and registers one module per command.
+
+Each command lives in ``mattecli/commands/<name>.py`` and only turns arguments into a call of the
+library; heavy imports (torch, onnxruntime, PyAV) happen inside the command so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from mattecli import __version__
+from mattecli.commands import eval as eval_cmd
+from mattecli.commands import sample as sample_cmd
+
+app = typer.Typer(
+    name="mattecli",
+    help="Pull mattes (alpha and clean foreground) from video and photos.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mattecli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Pull mattes (alpha and clean foreground) from video and photos."""
+
+
+# Registered commands (one line each, in the order --help lists them).
+app.command("sample")(sample_cmd.sample)
+app.command("eval")(eval_cmd.evaluate)

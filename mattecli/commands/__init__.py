@@ -1,0 +1,1 @@
+"""One module per ``mattecli`` command; ``mattecli/cli.py`` registers them."""

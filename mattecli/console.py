@@ -1,0 +1,33 @@
+"""Terminal output shared by the commands: humans read stderr, scripts read stdout.
+
+Keeping every human-facing line on stderr means ``mattecli ... --json | jq`` always gets clean JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from mattecli.errors import MatteError
+
+err_console = Console(stderr=True, highlight=False)
+
+
+def print_json(payload: Any) -> None:
+    """Write one JSON document to stdout for scripts."""
+    typer.echo(json.dumps(payload, indent=2, sort_keys=False))
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn a :class:`MatteError` into one red line on stderr and the error's exit code."""
+    try:
+        yield
+    except MatteError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
