@@ -17,10 +17,16 @@ class Frame:
     :meth:`to_float` gives the float32 [0, 1] view that models and metrics use.
     """
 
-    index: int  # 0-based frame number within its source (0 for a still)
-    name: str  # stem used for output names and trimap matching
+    # Frame number. Video: 0-based position in presentation order. Numbered image sequence
+    # (shot.1001.exr, shot.1002.exr, ...): the number in the file name, as VFX tools count.
+    # Unnumbered images (a folder of photos, a single still): 0-based position in natural order.
+    index: int
+    # Stem for output names and trimap matching. Video: the video file's stem. Numbered
+    # sequence: the common prefix without its trailing separator ("shot"). Unnumbered images:
+    # the image file's stem.
+    name: str
     image: np.ndarray  # H x W x 3, RGB order
-    source: Path
+    source: Path  # the video file, or the image file this frame was read from
     time: float | None = None  # presentation time in seconds, for video
 
     @property

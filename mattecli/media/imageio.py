@@ -18,6 +18,20 @@ import numpy as np
 
 from mattecli.errors import InputError
 
+def _file_mode() -> int:
+    """The mode a plain ``open()`` would give a new file under the process umask.
+
+    Read once at import: ``os.umask`` can only be read by setting it, which would race with
+    writer threads if done per file.
+    """
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _file_mode()
+
+
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".exr", ".bmp", ".webp"})
 
 
@@ -39,6 +53,7 @@ def atomic_path(final: Path) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, _FILE_MODE)  # mkstemp makes 0600 files; outputs must be readable by others
         os.replace(tmp, final)
     finally:
         if tmp.exists():

@@ -1,0 +1,264 @@
+"""Video files through PyAV: anything the bundled FFmpeg reads.
+
+Pixels keep their precision: 8-bit video gives uint8 RGB, video with more bits per component
+(10-bit ProRes, 12-bit, 16-bit RGB) gives uint16 RGB, and float video (EXR in MOV) gives float32,
+so a 10-bit grade is not banded to 8 bits before the matte is pulled.
+
+Frame numbers come from presentation timestamps, not from counting decoded frames, so that a
+pass that seeks to ``--start 100`` (the keyframe before, then decoding forward) numbers its
+frames exactly as a pass from frame 0 does: ``index = round((pts - first_pts) * time_base * fps)``,
+with ``first_pts`` the timestamp of the first frame shown. In variable-frame-rate video two
+frames can round to one slot; the later one then takes the next number, so indexes stay unique
+and increasing.
+
+The display matrix (phone footage shot upright is stored sideways with a rotation tag) is
+applied with :func:`numpy.rot90`, so frames come out the way players show them. Mirroring flags
+in the matrix are not applied; cameras do not write them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import closing
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from mattecli.errors import InputError
+from mattecli.media.frame import Frame
+from mattecli.media.sources import Source, SourceInfo, selected
+
+# Float pixel formats PyAV hands over as H x W x C float32 in RGB(A) order without conversion.
+_FLOAT_RGB = frozenset({"gbrpf32le", "gbrapf32le", "rgbf32le", "rgbaf32le"})
+_REENCODE_HINT = "the file looks damaged; re-export or re-download it, or transcode it (e.g. to ProRes)"
+
+
+class VideoSource(Source):
+    """A video file's first video stream."""
+
+    def __init__(self, path: Path) -> None:
+        with _open(path) as container:
+            stream = _video_stream(container, path)
+            self._stream_index = stream.index
+            self._time_base = Fraction(stream.time_base) if stream.time_base else None
+            self._fps = _frame_rate(stream)
+            first = _first_frame(container, stream, path)
+            self._first_pts = first.pts
+            # FFmpeg reports the rotation counter-clockwise in [-180, 180]; keep quarter turns.
+            self._turns = round((first.rotation or 0) / 90) % 4
+            self._format, bit_depth = _output_format(first.format)
+            width, height = (first.height, first.width) if self._turns % 2 else (first.width, first.height)
+            info = SourceInfo(
+                kind="video",
+                width=width,
+                height=height,
+                fps=self._fps,
+                frame_count=_frame_count(container, stream, self._fps),
+                bit_depth=bit_depth,
+                has_audio=bool(container.streams.audio),
+                rotation=self._turns * 90,
+            )
+        super().__init__(path, info)
+
+    def frame_ids(self) -> list[tuple[str, int]]:
+        if self.info.frame_count is None:
+            raise InputError(
+                "the container states neither a frame count nor a duration",
+                path=self.path,
+                hint="remux it into MP4/MOV/MKV (ffmpeg -i IN -c copy OUT.mkv) so the frames are counted",
+            )
+        return [(self.path.stem, i) for i in range(self.info.frame_count)]
+
+    def _frames(self, start: int | None, end: int | None, every: int) -> Iterator[Frame]:
+        first = 0 if start is None else start
+        with closing(self._decoded_from(first)) as decoded:
+            for index, frame in decoded:
+                if end is not None and index > end:
+                    return
+                if selected(index, first, end, every):
+                    yield self._to_frame(frame, index)
+
+    def _to_frame(self, frame: av.VideoFrame, index: int) -> Frame:
+        image = frame.to_ndarray() if self._format is None else frame.to_ndarray(format=self._format)
+        if image.shape[2] == 4:  # float RGBA read as stored: the pipeline takes RGB
+            image = image[:, :, :3]
+        if self._turns:
+            image = np.rot90(image, self._turns)
+        image = np.ascontiguousarray(image)  # rot90 and slicing give views; consumers want plain arrays
+        time = None
+        if frame.pts is not None and self._first_pts is not None and self._time_base is not None:
+            time = float((frame.pts - self._first_pts) * self._time_base)
+        return Frame(index=index, name=self.path.stem, image=image, source=self.path, time=time)
+
+    def _decoded_from(self, first: int) -> Iterator[tuple[int, av.VideoFrame]]:
+        """``(index, frame)`` in presentation order, starting at or a little before ``first``.
+
+        Seeks to the keyframe before ``first`` when it can. If the demuxer lands after the
+        target (an imprecise index in some files), it decodes from the beginning instead, so
+        the frames are always right, only sometimes slower to reach.
+        """
+        if first > 0 and self._seekable:
+            with _open(self.path) as container, closing(self._indexed(container, seek_to=first)) as frames:
+                head = next(frames, None)
+                if head is None:  # nothing at or after the seek point: past the end
+                    return
+                if head[0] <= first:
+                    yield head
+                    yield from frames
+                    return
+        with _open(self.path) as container, closing(self._indexed(container)) as frames:
+            yield from frames
+
+    @property
+    def _seekable(self) -> bool:
+        return None not in (self._fps, self._time_base, self._first_pts)
+
+    def _indexed(
+        self, container: av.container.InputContainer, seek_to: int | None = None
+    ) -> Iterator[tuple[int, av.VideoFrame]]:
+        """Decode one stream, numbering frames from their timestamps; turn damage into InputError.
+
+        Packets are demuxed here rather than through ``container.decode`` because, with frame
+        threading, FFmpeg drops the decode error of a packet cut short by a truncated file and
+        just ends the stream early. The demuxer marks such a packet corrupt, so the check is
+        made on the packet: the frames completed before it are still delivered, then the error
+        names the frame the packet belongs to.
+        """
+        stream = container.streams.video[self._stream_index]
+        stream.thread_type = "AUTO"
+        if seek_to is not None:
+            container.seek(self._pts_of(seek_to), stream=stream, backward=True, any_frame=False)
+        packets = container.demux(stream)
+        last = None if seek_to is not None else -1
+        cut_at = None
+        while cut_at is None:
+            expected = (seek_to or 0) if last is None else last + 1
+            try:
+                packet = next(packets, None)
+                if packet is None:
+                    return
+                if packet.is_corrupt:
+                    # Cut short: first hand over the frames completed before the cut.
+                    cut_at = self._index_at(packet.pts, expected)
+                    frames = stream.decode(None)
+                else:
+                    frames = stream.decode(packet)
+            except (av.FFmpegError, OSError) as exc:
+                raise InputError(
+                    f"cannot decode the video: {_reason(exc)}",
+                    path=self.path,
+                    frame=expected,
+                    hint=_REENCODE_HINT,
+                ) from exc
+            for frame in frames:
+                index = self._index_at(frame.pts, expected)
+                if last is not None and index <= last:
+                    index = last + 1
+                if cut_at is not None and index >= cut_at:
+                    break
+                if frame.is_corrupt:
+                    raise InputError(
+                        "this frame decodes damaged (FFmpeg concealed missing data)",
+                        path=self.path,
+                        frame=index,
+                        hint=_REENCODE_HINT,
+                    )
+                last, expected = index, index + 1
+                yield index, frame
+        raise InputError(
+            "the file is cut short: this frame's data is incomplete",
+            path=self.path,
+            frame=cut_at,
+            hint=_REENCODE_HINT,
+        )
+
+    def _index_at(self, pts: int | None, fallback: int) -> int:
+        """Frame number of a timestamp in the stream's time base; ``fallback`` when there is none."""
+        if pts is None or not self._seekable:
+            return fallback
+        return round((pts - self._first_pts) * self._time_base * self._fps)
+
+    def _pts_of(self, index: int) -> int:
+        """Timestamp half a frame before ``index``, so rounding cannot land the seek after it."""
+        offset = (Fraction(index) - Fraction(1, 2)) / self._fps / self._time_base
+        return self._first_pts + math.floor(offset)
+
+
+def _open(path: Path) -> av.container.InputContainer:
+    try:
+        return av.open(str(path), metadata_errors="ignore")
+    except (av.FFmpegError, OSError) as exc:
+        raise InputError(
+            f"cannot read this file as a video or an image: {_reason(exc)}",
+            path=path,
+            hint="give a video FFmpeg can read, an image (.png, .jpg, .tif, .exr), a folder or a pattern",
+        ) from exc
+
+
+def _reason(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or str(exc)
+
+
+def _video_stream(container: av.container.InputContainer, path: Path) -> av.video.stream.VideoStream:
+    if not container.streams.video:
+        raise InputError(
+            "the file has no video stream", path=path, hint="give a video file, not an audio or data file"
+        )
+    return container.streams.video[0]
+
+
+def _first_frame(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, path: Path
+) -> av.VideoFrame:
+    """Decode the first frame: the only reliable place for rotation, pixel format and start pts."""
+    try:
+        for frame in container.decode(stream):
+            return frame
+    except (av.FFmpegError, OSError) as exc:
+        raise InputError(
+            f"cannot decode the video: {_reason(exc)}", path=path, frame=0, hint=_REENCODE_HINT
+        ) from exc
+    raise InputError("the video stream holds no frames", path=path, hint=_REENCODE_HINT)
+
+
+def _frame_rate(stream: av.video.stream.VideoStream) -> Fraction | None:
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate:
+            return Fraction(rate)
+    return None
+
+
+def _frame_count(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, fps: Fraction | None
+) -> int | None:
+    """The container's count, or duration x rate when it says 0 (MKV, WebM and raw streams do)."""
+    if stream.frames > 0:
+        return int(stream.frames)
+    if fps is None:
+        return None
+    if stream.duration and stream.time_base:
+        seconds = stream.duration * Fraction(stream.time_base)
+    elif container.duration:
+        seconds = Fraction(container.duration, av.time_base)
+    else:
+        return None
+    return round(seconds * fps)
+
+
+def _output_format(pixel_format: av.VideoFormat) -> tuple[str | None, int]:
+    """The RGB format that keeps the source's precision, and the source's bits per component.
+
+    ``None`` means the frames are float RGB(A) already and are read as they are: swscale would
+    clamp them to [0, 1] and quantise them, which would destroy scene-linear values.
+    """
+    if pixel_format.name in _FLOAT_RGB:
+        return None, 32
+    bits = max(component.bits for component in pixel_format.components)
+    if "f16" in pixel_format.name or "f32" in pixel_format.name:
+        return "gbrpf32le", 32
+    if bits > 8:
+        return "rgb48le", bits
+    return "rgb24", 8

@@ -1,0 +1,164 @@
+"""Model registry, torch-free half: what each network expects and returns (its *contract*).
+
+An exported ONNX file carries its contract as JSON in its metadata (key ``mattecli.contract``),
+so ``mattecli run model.onnx`` needs nothing else: which inputs to build from the frame and
+trimap, the size multiple, how to bring a frame to that multiple, and which outputs come back.
+The constructors that build the PyTorch networks live in ``training/registry.py``; this module
+must stay importable with the base install (no torch).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from typing import Literal
+
+from mattecli.errors import InputError
+
+METADATA_KEY = "mattecli.contract"
+
+# What each graph input is made from. Every image input is RGB in [0, 1], NCHW, float32;
+# normalisation (ImageNet mean/std) happens inside the graph so no engine can forget it.
+InputKind = Literal[
+    "image",  # N x 3 x H x W, RGB in [0, 1]
+    "trimap_2ch",  # N x 2 x H x W: definite background, definite foreground (0/1)
+    "trimap_gauss6",  # N x 6 x H x W: FBA's Gaussian distance encoding of the 2-channel trimap
+    "trimap_1ch",  # N x 1 x H x W: 0 background, 0.5 unknown, 1 foreground
+]
+# What each graph output holds.
+OutputKind = Literal[
+    "alpha",  # N x 1 x H x W in [0, 1]
+    "foreground",  # N x 3 x H x W in [0, 1]
+    "background",  # N x 3 x H x W in [0, 1]
+    "trimap_logits",  # N x 3 x H x W (AdaMatting's adapted trimap)
+    "glance",  # N x C x H x W (GFM's glance probabilities)
+]
+
+
+@dataclass(frozen=True)
+class ModelContract:
+    """The preprocessing and output contract of one network variant."""
+
+    name: str  # registry name, e.g. "fba-resnet50"
+    architecture: Literal["fba", "gfm", "alphagan", "adamatting", "lsa"]
+    paper: str  # which paper it reproduces, for `mattecli info`
+    inputs: tuple[tuple[str, InputKind], ...]  # graph input name -> what to feed
+    outputs: tuple[tuple[str, OutputKind], ...]  # graph output name -> what it holds
+    size_multiple: int  # H and W must be multiples of this (output stride of the encoder)
+    # How a frame is brought to the size multiple. "pad" reflects the border out to the next
+    # multiple and crops the result back; it keeps pixels 1:1, which tiling needs.
+    resize: Literal["pad"] = "pad"
+    needs_trimap: bool = True
+    fusion: Literal["fba", "none"] = "none"  # post-processing the outputs support
+    # Whether the network pools over the whole input (PPM, ASPP image pooling). Such a model's
+    # tiles see less context than the whole frame, which the tiler's global pass can restore.
+    global_context: bool = True
+    # Free-form facts about the weights (training data, validation scores) shown by `info`.
+    weights: dict[str, object] = field(default_factory=dict)
+
+    def input_kinds(self) -> set[str]:
+        return {kind for _, kind in self.inputs}
+
+    def output_name(self, kind: OutputKind) -> str | None:
+        """The graph output that holds ``kind``, or None if this model has none."""
+        return next((name for name, k in self.outputs if k == kind), None)
+
+    def with_weights(self, **facts: object) -> ModelContract:
+        return replace(self, weights={**self.weights, **facts})
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str = "model") -> ModelContract:
+        try:
+            data = json.loads(text)
+            data["inputs"] = tuple((str(n), str(k)) for n, k in data["inputs"])
+            data["outputs"] = tuple((str(n), str(k)) for n, k in data["outputs"])
+            return cls(**data)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InputError(
+                f"the model's mattecli contract metadata is unreadable ({exc})",
+                path=source,
+                hint="re-export the model with `mattecli export`",
+            ) from None
+
+
+_FBA_INPUTS: tuple[tuple[str, InputKind], ...] = (
+    ("image", "image"),
+    ("trimap", "trimap_2ch"),
+    ("trimap_gauss", "trimap_gauss6"),
+)
+_FBA_OUTPUTS: tuple[tuple[str, OutputKind], ...] = (
+    ("alpha", "alpha"),
+    ("foreground", "foreground"),
+    ("background", "background"),
+)
+_RGB_TRIMAP: tuple[tuple[str, InputKind], ...] = (("image", "image"), ("trimap", "trimap_1ch"))
+
+
+def _fba(encoder: str) -> ModelContract:
+    return ModelContract(
+        name=f"fba-{encoder}",
+        architecture="fba",
+        paper="F, B, Alpha Matting (Forte & Pitie, 2020)",
+        inputs=_FBA_INPUTS,
+        outputs=_FBA_OUTPUTS,
+        size_multiple=8,
+        fusion="fba",
+    )
+
+
+CONTRACTS: dict[str, ModelContract] = {
+    c.name: c
+    for c in (
+        _fba("resnet50"),
+        _fba("resnet34"),
+        _fba("resnet18"),
+        *(
+            ModelContract(
+                name=f"gfm-{rosta.lower()}",
+                architecture="gfm",
+                paper="Bridging Composite and Real: End-to-end Deep Image Matting (GFM, Li et al., 2022)",
+                inputs=(("image", "image"),),
+                outputs=(("alpha", "alpha"),),
+                size_multiple=32,
+                needs_trimap=False,
+            )
+            for rosta in ("TT", "FT", "BT")
+        ),
+        ModelContract(
+            name="alphagan",
+            architecture="alphagan",
+            paper="AlphaGAN: Generative adversarial networks for natural image matting (Lutz et al., 2018)",
+            inputs=_RGB_TRIMAP,
+            outputs=(("alpha", "alpha"),),
+            size_multiple=8,
+        ),
+        ModelContract(
+            name="adamatting",
+            architecture="adamatting",
+            paper="Disentangled Image Matting (AdaMatting, Cai et al., 2019)",
+            inputs=_RGB_TRIMAP,
+            outputs=(("alpha", "alpha"), ("trimap_logits", "trimap_logits")),
+            size_multiple=32,
+        ),
+        ModelContract(
+            name="lsa",
+            architecture="lsa",
+            paper="Improving Deep Image Matting via Local Smoothness Assumption (Wang et al., 2022)",
+            inputs=_RGB_TRIMAP,
+            outputs=(("alpha", "alpha"),),
+            size_multiple=32,
+        ),
+    )
+}
+
+
+def contract_for(name: str) -> ModelContract:
+    """The contract registered under ``name``; the error lists the known names."""
+    try:
+        return CONTRACTS[name]
+    except KeyError:
+        known = ", ".join(sorted(CONTRACTS))
+        raise InputError(f"unknown model name {name!r}", hint=f"known models: {known}") from None

@@ -1,0 +1,1 @@
+"""Training, export and the network definitions (needs the ``torch`` extra)."""

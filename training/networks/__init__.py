@@ -1,0 +1,1 @@
+"""Matting networks and the encoders and layers they share."""
