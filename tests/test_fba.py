@@ -148,7 +148,9 @@ def test_unreadable_checkpoint_files(tmp_path: Path) -> None:
         load_checkpoint(fba("resnet18"), not_a_state_dict)
 
 
-@pytest.mark.parametrize(("encoder", "layer1", "top"), [("resnet18", 64, 512), ("resnet34", 64, 512), ("resnet50", 256, 2048)])
+@pytest.mark.parametrize(
+    ("encoder", "layer1", "top"), [("resnet18", 64, 512), ("resnet34", 64, 512), ("resnet50", 256, 2048)]
+)
 def test_variant_forward_shapes(encoder: str, layer1: int, top: int) -> None:
     """A 50×70 frame, padded to 56×72 (the size multiple the registry's contract enforces)."""
     torch.manual_seed(0)
@@ -186,12 +188,22 @@ def test_adaptive_pool_matches_torch(size: tuple[int, int], bins: int | tuple[in
 
 
 def test_pyramid_pooling_layout_and_shape() -> None:
-    ppm = PyramidPooling(64, 32, (1, 2, 3, 6), norm="gn_ws", activation=nn.LeakyReLU, conv_bias=True)
-    assert ppm.out_channels == 64 + 4 * 32
-    assert {k for k in ppm.state_dict() if k.startswith("0.")} == {"0.1.weight", "0.1.bias", "0.2.weight", "0.2.bias"}
-    out = ppm.eval()(torch.randn(1, 64, 9, 13))
-    assert out.shape == (1, 192, 9, 13)
-    torch.testing.assert_close(out[:, :64], torch.zeros(1, 64, 9, 13) + out[:, :64])  # input passes through
+    with pytest.raises(ValueError, match="2 channels per group"):
+        PyramidPooling(64, 32, (1, 2), norm="gn_ws")
+    ppm = PyramidPooling(64, 64, (1, 2, 3, 6), norm="gn_ws", activation=nn.LeakyReLU, conv_bias=True)
+    assert ppm.out_channels == 64 + 4 * 64
+    assert {k for k in ppm.state_dict() if k.startswith("0.")} == {
+        "0.1.weight",
+        "0.1.bias",
+        "0.2.weight",
+        "0.2.bias",
+    }
+    x = torch.randn(1, 64, 9, 13)
+    out = ppm.eval()(x)
+    assert out.shape == (1, 320, 9, 13)
+    assert torch.equal(out[:, :64], x)  # the input passes through
+    # Bin 1 is a global summary: its branch is constant over the image.
+    assert torch.allclose(out[:, 64:128], out[:, 64:128, :1, :1].expand(-1, -1, 9, 13))
 
 
 @pytest.mark.slow
@@ -212,7 +224,9 @@ def test_pyramid_pooling_exports_to_onnx_at_any_size(tmp_path: Path) -> None:
     torch.manual_seed(0)
     head = Head().eval()
     dims = {2: torch.export.Dim("h", min=6, max=256), 3: torch.export.Dim("w", min=6, max=256)}
-    program = torch.onnx.export(head, (torch.randn(1, 3, 13, 17),), dynamo=True, opset_version=21, dynamic_shapes=(dims,))
+    program = torch.onnx.export(
+        head, (torch.randn(1, 3, 13, 17),), dynamo=True, opset_version=21, dynamic_shapes=(dims,)
+    )
     path = tmp_path / "ppm.onnx"
     program.save(str(path))
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

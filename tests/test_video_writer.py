@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from mattecli.errors import InputError
+from mattecli.media.sinks import OutputSpec, Sinks
+from mattecli.media.sources import open_source
 from mattecli.media.video_writer import VideoWriter
 
 H, W = 48, 64
@@ -112,20 +114,23 @@ def test_prores_4444_keeps_alpha_within_10_bit_rounding(tmp_path: Path) -> None:
     assert (ctx.name, ctx.codec_tag) == ("prores", "ap4h")  # ProRes 4444
     assert (ctx.colorspace, ctx.color_primaries, ctx.color_trc, ctx.color_range) == (1, 1, 1, 1)  # BT.709
     assert stream.average_rate == FPS and len(decoded) == N
-    alpha_err = max(np.abs(got[:, :, 3] - want[:, :, 3]).max() for got, want in zip(decoded, images, strict=True))
-    colour_err = [np.abs(got[:, :, :3] - want[:, :, :3]) for got, want in zip(decoded, images, strict=True)]
-    print(
-        f"prores alpha max err {alpha_err * 1023:.4f}/1023; colour max {max(e.max() for e in colour_err) * 1023:.3f}"
-        f"/1023, mean {np.mean([e.mean() for e in colour_err]) * 1023:.3f}/1023"
+    alpha_err = max(
+        np.abs(got[:, :, 3] - want[:, :, 3]).max() for got, want in zip(decoded, images, strict=True)
     )
+    colour_err = [np.abs(got[:, :, :3] - want[:, :, :3]) for got, want in zip(decoded, images, strict=True)]
+    colour_max, colour_mean = max(e.max() for e in colour_err), np.mean([e.mean() for e in colour_err])
+    print(
+        f"prores alpha max err {alpha_err * 1023:.4f}/1023; colour max {colour_max * 1023:.3f}/1023", end=""
+    )
+    print(f", mean {colour_mean * 1023:.3f}/1023")
     # Alpha is coded losslessly: the error is the writer's rounding to 10 bits (at most half a
     # code) plus the decoder's widening of 10-bit codes to 12 bits (within one 12-bit code).
     # Measured 0.676/1023 against this bound of 0.744/1023.
     assert alpha_err <= 0.5 / 1023 + 1 / 4095
     # Colour is lossy (DCT). Measured on this smooth picture with hard alpha-block edges:
     # max 2.6/1023, mean 0.40/1023; the bounds leave room for other FFmpeg builds, no more.
-    assert max(e.max() for e in colour_err) <= 4 / 1023
-    assert np.mean([e.mean() for e in colour_err]) <= 1 / 1023
+    assert colour_max <= 4 / 1023
+    assert colour_mean <= 1 / 1023
     assert all(d[:8, :8, 3].max() == 0 and d[8:16, :8, 3].min() == 1 for d in decoded)  # 0 and 1 exact
 
 
@@ -190,8 +195,13 @@ def _sine(rate: int, seconds: float, channels: int) -> np.ndarray:
     return np.stack([0.3 * np.sin(2 * np.pi * 440 * (c + 1) * t) for c in range(channels)]).astype(np.float32)
 
 
-def _make_source(path: Path, audio_codec: str | None, rate: int = AUDIO_RATE, layout: str = "mono") -> Path:
-    """A 1-second clip: 24 frames at 24 fps and, unless ``audio_codec`` is None, a sine per channel."""
+def _make_source(
+    path: Path, audio_codec: str | None, rate: int = AUDIO_RATE, layout: str = "mono", video_start: int = 0
+) -> Path:
+    """A 1-second clip: 24 frames at 24 fps and, unless ``audio_codec`` is None, a sine per channel.
+
+    ``video_start``: the first picture's timestamp in frames (the audio always starts at 0).
+    """
     with av.open(str(path), "w") as out:
         video = out.add_stream("mpeg4", rate=SOURCE_FPS)
         video.width, video.height, video.pix_fmt = W, H, "yuv420p"
@@ -202,7 +212,7 @@ def _make_source(path: Path, audio_codec: str | None, rate: int = AUDIO_RATE, la
             streams.append(audio)
         for i in range(SOURCE_FRAMES):
             frame = av.VideoFrame.from_ndarray(np.full((H, W, 3), i * 10, np.uint8), format="rgb24")
-            frame.pts = i
+            frame.pts = video_start + i
             for packet in video.encode(frame):
                 out.mux(packet)
         if audio_codec is not None:
@@ -243,7 +253,11 @@ def _audio_samples(path: Path) -> np.ndarray:
             data = frame.to_ndarray()
             if frame.format.name in ("s32", "s32p"):
                 data = data / 2.0**31
-            chunks.append(data.reshape(-1, frame.samples) if frame.format.is_planar else data.reshape(frame.samples, -1).T)
+            chunks.append(
+                data.reshape(-1, frame.samples)
+                if frame.format.is_planar
+                else data.reshape(frame.samples, -1).T
+            )
         return np.concatenate(chunks, axis=1).astype(np.float64)
 
 
@@ -276,6 +290,22 @@ def test_partial_range_gets_the_audio_of_that_range(tmp_path: Path) -> None:
     assert abs(duration - start) <= Fraction(1024, AUDIO_RATE)  # within one AAC packet
 
 
+def test_audio_follows_a_video_stream_that_starts_late(tmp_path: Path) -> None:
+    """Frame times count from the first picture (0.5 s into this file): audio before it is left out."""
+    source = _make_source(tmp_path / "src.mkv", "aac", video_start=12)
+    with av.open(str(source)) as container:
+        stream = container.streams.video[0]
+        assert stream.start_time * stream.time_base == Fraction(1, 2)
+    out = _write_range(tmp_path / "out.mov", source, range(SOURCE_FRAMES))  # frame times 0 .. 23/24
+    src_packets, _ = _audio_packets(source)
+    out_packets, _ = _audio_packets(out)
+    start = Fraction(1, 2)
+    want = [p for p in src_packets if (p.pts + p.duration) * p.time_base > start]
+    assert 0 < len(want) < len(src_packets)
+    assert [bytes(p) for p in out_packets] == [bytes(p) for p in want]
+    assert [p.pts * p.time_base for p in out_packets] == [p.pts * p.time_base - start for p in want]
+
+
 def test_audio_the_container_cannot_take_is_written_as_pcm(tmp_path: Path) -> None:
     """Vorbis cannot go into .mov: it is decoded and stored as 24-bit PCM, sample for sample."""
     source = _make_source(tmp_path / "src.mkv", "vorbis", rate=44100, layout="stereo")
@@ -294,3 +324,28 @@ def test_source_without_audio_gives_a_silent_video(tmp_path: Path) -> None:
     with av.open(str(out)) as container:
         assert not container.streams.audio
         assert len(list(container.decode(video=0))) == 4
+
+
+def test_partial_run_from_a_real_source_through_the_sinks(tmp_path: Path) -> None:
+    """open_source -> Sinks: frames 6..17 of the clip get the audio of 0.25 s .. 0.75 s, in sync."""
+    clip = _make_source(tmp_path / "clip.mp4", "aac")
+    spec = OutputSpec(tmp_path / "out", alpha=None, video="prores")
+    with open_source(clip) as source:
+        info = source.info
+        assert (info.kind, info.fps, info.has_audio) == ("video", SOURCE_FPS, True)
+        sinks = Sinks(spec, kind=info.kind, fps=info.fps, audio_source=clip)
+        with sinks:
+            for frame in source.frames(start=6, end=17, prefetch=0):
+                sinks.write(frame, np.full((frame.height, frame.width), frame.index / 32, np.float32))
+    out = tmp_path / "out" / "clip.rgba.mov"
+    assert sinks.video_path == out
+    decoded, _ = _prores_planes(out)
+    assert [round(float(d[0, 0, 3]) * 32) for d in decoded] == list(range(6, 18))  # frames in order
+    src_packets, _ = _audio_packets(clip)
+    out_packets, _ = _audio_packets(out)
+    start, end = Fraction(6, 24), Fraction(18, 24)
+    want = [
+        p for p in src_packets if (p.pts + p.duration) * p.time_base > start and p.pts * p.time_base < end
+    ]
+    assert [bytes(p) for p in out_packets] == [bytes(p) for p in want]
+    assert [p.pts * p.time_base for p in out_packets] == [p.pts * p.time_base - start for p in want]

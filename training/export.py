@@ -46,7 +46,7 @@ from mattecli.errors import EXIT_FAILED, MatteError
 from mattecli.media.imageio import atomic_path
 from mattecli.models import METADATA_KEY, ModelContract
 from mattecli.preprocess import fba_trimap_encoding, two_channel_trimap
-from training.networks.layers import WSConv2d, standardise_weight
+from training.networks.layers import WSConv2d
 from training.registry import InferenceModel, inference_model
 
 PRODUCER_KEY = "mattecli.producer"
@@ -138,11 +138,12 @@ class ExportReport:
 
 
 def fold_weight_standardisation(module: nn.Module) -> nn.Module:
-    """A copy of ``module`` with every :class:`WSConv2d` replaced by a plain Conv2d of standardised weights.
+    """A copy of ``module`` with every :class:`WSConv2d` replaced by a plain Conv2d of its effective weight.
 
     Weight standardisation depends on parameters only, so at inference it is a constant; folding it
-    here (in float32, with the network's own :func:`standardise_weight`) gives the exporter constant
-    Conv weights whatever their size. The original module is left untouched.
+    here (in float32, with the conv's own :meth:`WSConv2d.effective_weight`, which knows whether
+    the stored weight is already standardised) gives the exporter constant Conv weights whatever
+    their size. The original module is left untouched.
     """
     folded = copy.deepcopy(module)
     for parent in list(folded.modules()):
@@ -161,7 +162,7 @@ def fold_weight_standardisation(module: nn.Module) -> nn.Module:
                 padding_mode=child.padding_mode,
             )
             with torch.no_grad():
-                conv.weight.copy_(standardise_weight(child.weight))
+                conv.weight.copy_(child.effective_weight())
                 if child.bias is not None:
                     conv.bias.copy_(child.bias)  # type: ignore[union-attr]
             setattr(parent, name, conv)

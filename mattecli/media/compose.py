@@ -90,7 +90,9 @@ def fit_background(image: np.ndarray, width: int, height: int) -> np.ndarray:
     new_w, new_h = max(width, round(src_w * scale)), max(height, round(src_h * scale))
     if (new_w, new_h) != (src_w, src_h):
         shrinking = new_w * new_h < src_w * src_h
-        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
+        image = cv2.resize(
+            image, (new_w, new_h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC
+        )
     top, left = (new_h - height) // 2, (new_w - width) // 2
     return np.clip(to_float(image[top : top + height, left : left + width]), 0.0, 1.0)
 
@@ -98,21 +100,20 @@ def fit_background(image: np.ndarray, width: int, height: int) -> np.ndarray:
 class Background:
     """A composite background (colour or image file) served at whatever size each frame has.
 
-    The image is read once; its fitted copies are cached per frame size, because a video needs one
-    size and a folder of photos usually a few.
+    The image is read once. The last fitted copy is kept: a video needs one size for all its
+    frames, while caching every size of a folder of photos could hold gigabytes.
     """
 
     def __init__(self, value: Colour | Path) -> None:
         self._colour = colour_to_float(value) if isinstance(value, tuple) else None
         self._image = None if isinstance(value, tuple) else to_float(read_image(value))
-        self._fitted: dict[tuple[int, int], np.ndarray] = {}
+        self._fitted: tuple[tuple[int, int], np.ndarray] | None = None
 
     def at(self, width: int, height: int) -> np.ndarray:
         """The background for a width x height frame: an H x W x 3 image or a 3-vector colour."""
         if self._image is None:
             assert self._colour is not None
             return self._colour
-        key = (width, height)
-        if key not in self._fitted:
-            self._fitted[key] = fit_background(self._image, width, height)
-        return self._fitted[key]
+        if self._fitted is None or self._fitted[0] != (width, height):
+            self._fitted = ((width, height), fit_background(self._image, width, height))
+        return self._fitted[1]

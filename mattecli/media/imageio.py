@@ -18,6 +18,7 @@ import numpy as np
 
 from mattecli.errors import InputError
 
+
 def _file_mode() -> int:
     """The mode a plain ``open()`` would give a new file under the process umask.
 
@@ -80,9 +81,9 @@ def _read_exr(path: Path) -> np.ndarray:
         )
 
 
-def _read_cv(path: Path) -> np.ndarray:
+def _read_cv(path: Path, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray:
     data = np.fromfile(str(path), dtype=np.uint8)  # handles non-ASCII paths, unlike cv2.imread
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+    image = cv2.imdecode(data, flags)
     if image is None:
         raise InputError("cannot decode this image", path=path, hint="check that the file is complete")
     if image.ndim == 3:
@@ -106,9 +107,14 @@ def read_any(path: str | Path) -> np.ndarray:
 def read_image(path: str | Path) -> np.ndarray:
     """Read an RGB image (H x W x 3) keeping its precision: uint8, uint16 or float32.
 
-    Grey images are repeated to three channels and an alpha channel is dropped, so photos saved
+    Grey images become three equal channels and an alpha channel is dropped, so photos saved
     as RGBA with opaque alpha (common in matting datasets) read like any RGB image.
     """
+    path = Path(path)
+    if path.is_file() and path.suffix.lower() != ".exr":
+        # Decoding as colour applies a JPEG's EXIF orientation, so photos come out the way
+        # viewers (and the trimap painter's tools) show them; ANYDEPTH keeps 16-bit data.
+        return _read_cv(path, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
     image = read_any(path)
     if image.ndim == 2:
         return np.repeat(image[:, :, None], 3, axis=2)
@@ -176,6 +182,7 @@ def write_image(path: str | Path, image: np.ndarray, *, half: bool = False) -> N
     if suffix == ".exr":
         if not np.issubdtype(image.dtype, np.floating):
             raise ValueError("EXR takes float images")
+
         def writer(p: Path) -> None:
             _write_exr(p, image, half)
     else:
@@ -186,7 +193,9 @@ def write_image(path: str | Path, image: np.ndarray, *, half: bool = False) -> N
             params = [cv2.IMWRITE_PNG_COMPRESSION, 3]
         elif suffix in (".tif", ".tiff"):
             params = [cv2.IMWRITE_TIFF_COMPRESSION, 5]  # LZW: lossless, read everywhere
+
         def writer(p: Path) -> None:
             _write_cv(p, image, params)
+
     with atomic_path(path) as tmp:
         writer(tmp)

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass
-from typing import Literal
 
 from mattecli.errors import InputError
-
-SourceKind = Literal["video", "sequence", "stills"]
+from mattecli.media.sources import SourceKind
 
 FIELDS = ("stem", "frame", "ext")
 # Frame numbers zero-padded so that names sort in frame order in any file browser.
@@ -49,7 +47,7 @@ def name_pattern(pattern: str | None, kind: SourceKind) -> NamePattern:
     text = default_pattern(kind) if pattern is None else pattern
 
     def refuse(why: str, hint: str = _HINT) -> InputError:
-        return InputError(f"output name pattern {text!r}: {why}", hint=hint)
+        return InputError(f"output name pattern '{text}': {why}", hint=hint)
 
     if "/" in text or "\\" in text:
         raise refuse(

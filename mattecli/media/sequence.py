@@ -10,7 +10,7 @@ numbered 0, 1, 2 ... in natural order and named by their own stems.
 
 All frames of a sequence must share size and bit depth, because it is one shot: a different
 frame is an error naming that file. Stills may differ (product photos rarely share a size), so
-``SourceInfo.width/height`` describe the first still only.
+``SourceInfo.width/height/bit_depth`` describe the first still only.
 
 Files whose names start with a dot are ignored: they are hidden files or the temporary files of a
 write that was interrupted (see :func:`mattecli.media.imageio.atomic_path`).
@@ -19,7 +19,7 @@ write that was interrupted (see :func:`mattecli.media.imageio.atomic_path`).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,9 +43,16 @@ class _Item:
     path: Path
 
 
-def bit_depth_of(image: np.ndarray) -> int:
+def _bit_depth(image: np.ndarray) -> int:
     """Bits per component of a decoded image: 8 (uint8), 16 (uint16) or 32 (float)."""
     return 32 if np.issubdtype(image.dtype, np.floating) else image.dtype.itemsize * 8
+
+
+def _listing(folder: Path) -> list[Path]:
+    try:
+        return list(folder.iterdir())
+    except OSError as exc:
+        raise InputError(f"cannot list this folder: {exc.strerror or exc}", path=folder) from exc
 
 
 def _read(path: Path) -> np.ndarray:
@@ -69,14 +76,14 @@ class ImageSource(Source):
             height=int(first.shape[0]),
             fps=None,
             frame_count=len(items),
-            bit_depth=bit_depth_of(first),
+            bit_depth=_bit_depth(first),
         )
         super().__init__(path, info)
 
     def frame_ids(self) -> list[tuple[str, int]]:
         return [(item.name, item.index) for item in self._items]
 
-    def _frames(self, start: int | None, end: int | None, every: int) -> Iterator[Frame]:
+    def _frames(self, start: int | None, end: int | None, every: int) -> Generator[Frame, None, None]:
         first = self._items[0].index if start is None else start
         for item in self._items:
             if not selected(item.index, first, end, every):
@@ -97,7 +104,7 @@ class ImageSource(Source):
             )
         if image.dtype != self._dtype:
             raise InputError(
-                f"frame is {bit_depth_of(image)}-bit but the sequence is {self.info.bit_depth}-bit",
+                f"frame is {_bit_depth(image)}-bit but the sequence is {self.info.bit_depth}-bit",
                 path=item.path,
                 frame=item.index,
                 hint="write every frame of the sequence at the same bit depth",
@@ -111,7 +118,7 @@ def open_still(path: Path) -> ImageSource:
 
 def open_folder(folder: Path) -> ImageSource:
     """Every image file in a folder (not its subfolders), as a sequence or as stills."""
-    files = _image_files(folder.iterdir())
+    files = _image_files(_listing(folder))
     if not files:
         raise InputError(
             "folder holds no image files",
@@ -146,7 +153,7 @@ def _open_printf(pattern: Path, directive: re.Match[str]) -> ImageSource:
     head, tail = name[: directive.start()], name[directive.end() :]
     matcher = re.compile(re.escape(head) + r"(\d+)" + re.escape(tail))
     items = []
-    for path in _image_files(pattern.parent.iterdir()):
+    for path in _image_files(_listing(pattern.parent)):
         match = matcher.fullmatch(path.name)
         if match and head + directive.group() % int(match.group(1)) + tail == path.name:
             items.append((int(match.group(1)), path))
@@ -154,7 +161,7 @@ def _open_printf(pattern: Path, directive: re.Match[str]) -> ImageSource:
         raise InputError(
             "no image files match this pattern",
             path=pattern,
-            hint="check the folder, the name and the zero padding (%04d means 0001)",
+            hint="check the folder, the name and the zero padding: %04d means 0001",
         )
     seq_name = head.rstrip(_SEPARATORS) or pattern.parent.resolve().name
     return ImageSource(pattern, "sequence", [_Item(n, seq_name, p) for n, p in sorted(items)])

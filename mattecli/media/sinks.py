@@ -38,7 +38,8 @@ from mattecli.errors import InputError
 from mattecli.media.compose import Background, Colour, composite, premultiply, quantize
 from mattecli.media.frame import Frame
 from mattecli.media.imageio import write_image
-from mattecli.media.naming import NamePattern, SourceKind, name_pattern, video_name
+from mattecli.media.naming import NamePattern, name_pattern, video_name
+from mattecli.media.sources import SourceKind
 from mattecli.media.video_writer import VideoCodec, VideoContent, VideoWriter, video_suffix
 
 AlphaFormat = Literal["png8", "png16", "tiff", "exr"]
@@ -64,7 +65,7 @@ class OutputSpec:
     video_content: VideoContent = "rgba"  # foreground + alpha, or an alpha-only matte
     pattern: str | None = None  # None: the default for the source kind
     audio: bool = True  # carry the source's audio into video outputs
-    fps: Fraction | None = None  # frame rate for video outputs; overrides the source's
+    fps: Fraction | None = None  # frame rate for a video output from a source that has none
 
     def __post_init__(self) -> None:
         for name, value, allowed in (
@@ -100,8 +101,15 @@ class Sinks:
         self._kind = kind
         self._pattern: NamePattern = name_pattern(spec.pattern, kind)
         if not (spec.alpha or spec.foreground or spec.composite is not None or spec.video):
-            raise InputError("no output was asked for", hint="choose at least one of alpha, fg, comp or video")
-        self._rate = spec.fps or fps
+            raise InputError(
+                "no output was asked for", hint="choose at least one of alpha, fg, comp or video"
+            )
+        if fps is not None and spec.fps is not None and Fraction(spec.fps) != Fraction(fps):
+            raise InputError(
+                f"this video runs at {fps} fps; a video output keeps the source's rate",
+                hint="leave out --fps for video sources (it is for image sequences)",
+            )
+        self._rate = fps if fps is not None else spec.fps
         if spec.video:
             if kind == "stills":
                 raise InputError(
@@ -140,10 +148,10 @@ class Sinks:
     def is_complete(self, frame: Frame) -> bool:
         """True when every per-frame file exists, so ``--resume`` may skip this frame.
 
-        Files are only ever renamed into place whole, so existing means complete. A video output
-        cannot be resumed: a run that writes one has to process every frame again.
+        Files are only ever renamed into place whole, so existing means complete. Always False
+        when a video output is asked for: a video cannot be appended to, so it needs every frame.
         """
-        return all(path.is_file() for path in self.outputs_for(frame))
+        return not self.spec.video and all(path.is_file() for path in self.outputs_for(frame))
 
     @property
     def video_path(self) -> Path | None:
@@ -165,7 +173,9 @@ class Sinks:
         paths = iter(self.outputs_for(frame))
         if self._kind == "stills":
             self._claim_names(frame)
-        wants_colour = spec.foreground or spec.composite is not None or spec.video_content == "rgba"
+        wants_colour = (
+            spec.foreground or spec.composite is not None or (spec.video and spec.video_content == "rgba")
+        )
         colour = foreground if foreground is not None or not wants_colour else frame.to_float()
         if spec.alpha:
             write_image(next(paths), _encode(alpha, spec.alpha))

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -92,7 +92,9 @@ class Source(ABC):
         caller's thread.
         """
         if every < 1:
-            raise InputError(f"--every must be 1 or more, not {every}", hint="use 1 for every frame")
+            raise InputError(
+                f"--every must be 1 or more, not {every}", path=self.path, hint="use 1 for every frame"
+            )
         if start is not None and end is not None and end < start:
             raise InputError(
                 f"the range ends ({end}) before it starts ({start})",
@@ -105,7 +107,9 @@ class Source(ABC):
         self._live.add(frames)
         return frames
 
-    def _checked(self, frames: Iterator[Frame], start: int | None, end: int | None) -> Iterator[Frame]:
+    def _checked(
+        self, frames: Generator[Frame, None, None], start: int | None, end: int | None
+    ) -> Iterator[Frame]:
         """Pass frames through; at the end, refuse a range that selected nothing."""
         try:
             count = 0
@@ -120,10 +124,10 @@ class Source(ABC):
                     hint=f"this source holds {self._describe_range()}",
                 )
         finally:
-            frames.close()  # type: ignore[attr-defined]
+            frames.close()
 
     @abstractmethod
-    def _frames(self, start: int | None, end: int | None, every: int) -> Iterator[Frame]:
+    def _frames(self, start: int | None, end: int | None, every: int) -> Generator[Frame, None, None]:
         """Decode the selected frames in order (a generator that releases its files when closed)."""
 
     @abstractmethod
@@ -131,15 +135,15 @@ class Source(ABC):
         """``(name, index)`` of every frame, in order, without decoding pixels."""
 
     def _describe_range(self) -> str:
+        if self.info.frame_count is None:
+            return "an unknown number of frames"
         ids = self.frame_ids()
-        if not ids:
-            return "no frames"
         return f"frames {ids[0][1]}-{ids[-1][1]}"
 
     def close(self) -> None:
         """Stop every frame iterator this source handed out that is still running."""
         for frames in list(self._live):
-            frames.close()  # type: ignore[attr-defined]
+            frames.close()
         self._live.clear()
 
     def __enter__(self) -> Source:

@@ -19,7 +19,7 @@ in the matrix are not applied; cameras do not write them.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import closing
 from fractions import Fraction
 from pathlib import Path
@@ -33,7 +33,7 @@ from mattecli.media.sources import Source, SourceInfo, selected
 
 # Float pixel formats PyAV hands over as H x W x C float32 in RGB(A) order without conversion.
 _FLOAT_RGB = frozenset({"gbrpf32le", "gbrapf32le", "rgbf32le", "rgbaf32le"})
-_REENCODE_HINT = "the file looks damaged; re-export or re-download it, or transcode it (e.g. to ProRes)"
+_REENCODE_HINT = "the file looks damaged; re-export or re-download it, or transcode it to ProRes or FFV1"
 
 
 class VideoSource(Source):
@@ -72,7 +72,7 @@ class VideoSource(Source):
             )
         return [(self.path.stem, i) for i in range(self.info.frame_count)]
 
-    def _frames(self, start: int | None, end: int | None, every: int) -> Iterator[Frame]:
+    def _frames(self, start: int | None, end: int | None, every: int) -> Generator[Frame, None, None]:
         first = 0 if start is None else start
         with closing(self._decoded_from(first)) as decoded:
             for index, frame in decoded:
@@ -96,21 +96,39 @@ class VideoSource(Source):
     def _decoded_from(self, first: int) -> Iterator[tuple[int, av.VideoFrame]]:
         """``(index, frame)`` in presentation order, starting at or a little before ``first``.
 
-        Seeks to the keyframe before ``first`` when it can. If the demuxer lands after the
-        target (an imprecise index in some files), it decodes from the beginning instead, so
-        the frames are always right, only sometimes slower to reach.
+        Seeks to the keyframe before ``first`` when it can. If the seek fails or the demuxer
+        lands after the target (an imprecise index in some files), it decodes from the
+        beginning instead, so the frames are always right, only sometimes slower to reach.
         """
         if first > 0 and self._seekable:
-            with _open(self.path) as container, closing(self._indexed(container, seek_to=first)) as frames:
-                head = next(frames, None)
-                if head is None:  # nothing at or after the seek point: past the end
-                    return
-                if head[0] <= first:
-                    yield head
-                    yield from frames
-                    return
-        with _open(self.path) as container, closing(self._indexed(container)) as frames:
+            with self._open_decoder() as container:
+                if self._seek(container, first):
+                    with closing(self._indexed(container, seek_to=first)) as frames:
+                        head = next(frames, None)
+                        if head is None:  # nothing at or after the seek point: past the end
+                            return
+                        if head[0] <= first:
+                            yield head
+                            yield from frames
+                            return
+        with self._open_decoder() as container, closing(self._indexed(container)) as frames:
             yield from frames
+
+    def _open_decoder(self) -> av.container.InputContainer:
+        """A fresh container per pass, so passes are independent and each thread owns its own."""
+        container = _open(self.path)
+        # Frame and slice threads (FFmpeg's default is slice threads only); set before decoding.
+        container.streams.video[self._stream_index].thread_type = "AUTO"
+        return container
+
+    def _seek(self, container: av.container.InputContainer, index: int) -> bool:
+        """Move to the keyframe at or before frame ``index``; False where the file cannot seek."""
+        stream = container.streams.video[self._stream_index]
+        try:
+            container.seek(self._pts_of(index), stream=stream, backward=True, any_frame=False)
+        except (av.FFmpegError, OSError):
+            return False
+        return True
 
     @property
     def _seekable(self) -> bool:
@@ -121,6 +139,9 @@ class VideoSource(Source):
     ) -> Iterator[tuple[int, av.VideoFrame]]:
         """Decode one stream, numbering frames from their timestamps; turn damage into InputError.
 
+        ``seek_to`` tells that the container was just moved towards that frame, so the first
+        frame's number is known only from its timestamp.
+
         Packets are demuxed here rather than through ``container.decode`` because, with frame
         threading, FFmpeg drops the decode error of a packet cut short by a truncated file and
         just ends the stream early. The demuxer marks such a packet corrupt, so the check is
@@ -128,9 +149,6 @@ class VideoSource(Source):
         names the frame the packet belongs to.
         """
         stream = container.streams.video[self._stream_index]
-        stream.thread_type = "AUTO"
-        if seek_to is not None:
-            container.seek(self._pts_of(seek_to), stream=stream, backward=True, any_frame=False)
         packets = container.demux(stream)
         last = None if seek_to is not None else -1
         cut_at = None
@@ -194,7 +212,7 @@ def _open(path: Path) -> av.container.InputContainer:
         raise InputError(
             f"cannot read this file as a video or an image: {_reason(exc)}",
             path=path,
-            hint="give a video FFmpeg can read, an image (.png, .jpg, .tif, .exr), a folder or a pattern",
+            hint="give a video FFmpeg can read, an image (PNG, JPEG, TIFF, EXR), a folder or a pattern",
         ) from exc
 
 

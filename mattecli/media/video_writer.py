@@ -9,9 +9,9 @@ Codec choices (round trips measured with PyAV 18 / FFmpeg 8, see tests/test_vide
   Colour is lossy (ProRes is a DCT codec), stored as video-range Y'CbCr with the BT.709 matrix and
   tagged so. Alpha is coded losslessly at 10 bits. The writer fills the planes itself rather than
   letting swscale convert: swscale truncates 16-bit alpha to 10 bits (error up to a whole code)
-  and its 16-bit RGB path puts white at Y = 943 instead of 940 (it only round-trips because its
-  decoder makes the opposite error, which Resolve or Nuke do not). Every plane is rounded to the
-  nearest code: alpha error at most half a 10-bit code.
+  and its 16-bit RGB path puts white at Y' = 943 instead of 940, which a decoder that follows
+  BT.709 reads as 1.003 (PyAV's own round trip hides it: its decoder makes the opposite error).
+  Every plane is rounded to the nearest code: alpha error at most half a 10-bit code.
 * ``png-mov``: PNG frames in .mov at 16 bits (``rgba64be`` / ``gray16be``): exact at 16 bits.
 * ``ffv1``: FFV1 level 3, intra-only, slice CRCs, 16 bits (``rgba64le`` / ``gray16le``), in .mkv
   because FFmpeg's mov muxer refuses FFV1: exact at 16 bits; the archival choice.
@@ -23,9 +23,11 @@ Audio: the first audio stream of ``audio_source`` is copied packet for packet (n
 the container takes its codec (AAC, MP3, Opus, FLAC, PCM... into .mov and .mkv). Otherwise (e.g.
 Vorbis into .mov) it is decoded and written as 24-bit PCM, which every editorial tool reads, rather
 than failing the run. The audio kept is the span of the frames written: from the first frame's
-source time to one frame after the last, so a partial run (a frame range) gets the matching
-audio, in sync. The cut falls on audio packet boundaries (about 21 ms for AAC at 48 kHz); when the
-first frame is the start of the source, the encoder's priming packets are kept too.
+time to one frame after the last, so a partial run (a frame range) gets the matching audio, in
+sync. Frame times count from the source's first video frame (as ``Frame.time`` does); audio from
+before that frame (a video stream that starts late) is left out. The cut falls on audio packet
+boundaries (about 21 ms for AAC at 48 kHz); when the first frame is the start of the audio, the
+encoder's priming packets are kept too.
 """
 
 from __future__ import annotations
@@ -119,7 +121,11 @@ class VideoWriter:
             self._stack = stack.pop_all()
 
     def write(self, image: np.ndarray, *, index: int, time: float | None = None) -> None:
-        """Encode one frame. ``time`` (seconds in the source) defaults to ``index / fps``."""
+        """Encode one frame.
+
+        ``time``: seconds from the source's first video frame (``Frame.time``); default
+        ``index / fps``. It places the audio; the picture's own timestamp follows ``index``.
+        """
         if image.shape[:2] != self._size:
             h, w = self._size
             raise InputError(
@@ -211,8 +217,11 @@ def _set_plane(plane: av.video.plane.VideoPlane, values: np.ndarray) -> None:
 class _AudioTrack:
     """The first audio stream of a source file, muxed into an output in step with its video."""
 
-    def __init__(self, source: av.container.InputContainer, output: av.container.OutputContainer) -> None:
+    def __init__(
+        self, source: av.container.InputContainer, output: av.container.OutputContainer, origin: float
+    ) -> None:
         self._input = source
+        self._origin = origin
         self._stream = source.streams.audio[0]
         self._time_base = self._stream.time_base
         self._rate = self._stream.sample_rate
@@ -239,11 +248,21 @@ class _AudioTrack:
         if not source.streams.audio:
             source.close()
             return None
-        return cls(source, output)
+        video = source.streams.video
+        # Frame times count from the first video frame; audio timestamps from the file's origin.
+        origin = video[0].start_time * video[0].time_base if video and video[0].start_time is not None else 0
+        try:
+            return cls(source, output, float(origin))
+        except BaseException:
+            source.close()
+            raise
 
     def begin(self, start: float) -> None:
-        """Align the audio so that source time ``start`` (the first frame written) plays at 0."""
-        first = float(self._stream.start_time * self._time_base) if self._stream.start_time is not None else 0.0
+        """Align the audio so that ``start`` (the first frame written, in frame time) plays at 0."""
+        start += self._origin
+        first = (
+            float(self._stream.start_time * self._time_base) if self._stream.start_time is not None else 0.0
+        )
         keep_lead = start <= first  # the whole start of the stream, priming packets included
         if not keep_lead:
             self._input.seek(int(start / self._time_base), stream=self._stream, backward=True)
@@ -251,13 +270,15 @@ class _AudioTrack:
         self._packets = (
             packet
             for packet in self._input.demux(self._stream)
-            if packet.size and _start_time(packet) is not None
+            if packet.size
+            and _start_time(packet) is not None
             and (keep_lead or _start_time(packet) + _duration(packet) > start)
         )
         self._pending = next(self._packets, None)
 
     def feed_until(self, until: float) -> None:
-        """Mux every packet that starts before source time ``until``."""
+        """Mux every packet that starts before frame time ``until``."""
+        until += self._origin
         while self._pending is not None and _start_time(self._pending) < until:
             self._mux(self._pending)
             self._pending = next(self._packets, None)

@@ -44,9 +44,11 @@ Choices where the paper is silent
 
 Discriminator (:class:`PatchGANDiscriminator`): the 70×70 PatchGAN of Isola et al. (pix2pix), which
 the paper uses unchanged ("N = 70", §3.2.2): 4×4 convs C64 (stride 2, no norm) - C128 (2) - C256 (2)
-- C512 (1) - 1 (1), padding 1, LeakyReLU 0.2 after every conv but the last. Each output logit sees a
-70×70 window of the input (:func:`receptive_field`). Norm: BatchNorm as pix2pix's default, or
-instance norm (``norm="in"``), which does not mix real and fake batches and trains at batch size 1.
+- C512 (1) - 1 (1), padding 1, LeakyReLU 0.2 after every conv but the last. Through its convs each
+output logit sees a 70×70 window of the input (:func:`receptive_field`); instance norm, and BatchNorm
+in training mode, add image- or batch-wide statistics on top of that window. Norm: BatchNorm as
+pix2pix's default, or instance norm (``norm="in"``), which does not mix real and fake batches and
+trains at batch size 1.
 The forward returns the map of patch logits; the paper's D score averages the patch responses
 (:meth:`PatchGANDiscriminator.score`).
 
@@ -138,11 +140,7 @@ class PatchGANDiscriminator(nn.Module):
         for i, (c_out, stride) in enumerate(zip(PATCH_WIDTHS, PATCH_STRIDES, strict=True)):
             normed = i > 0
             # pix2pix: a conv followed by BatchNorm has no bias; instance norm (not affine) keeps it.
-            layers.append(
-                nn.Conv2d(
-                    c_in, c_out, PATCH_KERNEL, stride, 1, bias=not normed or norm == "in"
-                )
-            )
+            layers.append(nn.Conv2d(c_in, c_out, PATCH_KERNEL, stride, 1, bias=not normed or norm == "in"))
             if normed:
                 layers.append(nn.BatchNorm2d(c_out) if norm == "bn" else nn.InstanceNorm2d(c_out))
             layers.append(nn.LeakyReLU(LEAKY_SLOPE, inplace=True))
@@ -167,6 +165,8 @@ def alphagan_generator() -> AlphaGANGenerator:
     return AlphaGANGenerator()
 
 
-def patchgan_discriminator(in_channels: int = IN_CHANNELS, *, norm: Literal["bn", "in"] = "bn") -> PatchGANDiscriminator:
+def patchgan_discriminator(
+    in_channels: int = IN_CHANNELS, *, norm: Literal["bn", "in"] = "bn"
+) -> PatchGANDiscriminator:
     """The 70×70 PatchGAN discriminator (4 input channels: composite RGB + trimap)."""
     return PatchGANDiscriminator(in_channels, norm=norm)

@@ -23,7 +23,8 @@ Taken from the public reference code where the paper is silent [EXT, digest §3.
     * PPM bins (1, 3, 5) with 512 channels. Each branch here is pool → 1×1 conv → BN → ReLU
       (``layers.PyramidPooling``) and the merge is a 1×1 conv → BN → ReLU back to 512 channels; the
       reference has no BN in either place. The context reaches D3-D0 through a 3×3 conv → BN → ReLU
-      at 1/32 per block, then a bilinear resize to the block's input.
+      at 1/32 per block, then a bilinear resize to the block's input. With BatchNorm after the
+      1×1 pooled bin, GFM cannot train at batch size 1 (the paper trains ResNet-34 at batch 32).
     * Bridge block: dilation 2, 512 channels, BN + ReLU.
     * FD output: sigmoid.
 
@@ -247,5 +248,7 @@ class GFM(nn.Module):
 def gfm(rosta: RoSTa = "TT", encoder: str = "resnet34", *, ppm_fusion: PPMFusion = "sum") -> GFM:
     """GFM-``rosta``(r): randomly initialised (load ImageNet weights into ``.encoder`` to train)."""
     if encoder not in ENCODERS:
-        raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r} (DenseNet-121 and r2b are not built)")
+        raise ValueError(
+            f"encoder must be one of {ENCODERS}, got {encoder!r} (DenseNet-121 and r2b are not built)"
+        )
     return GFM(rosta, ppm_fusion=ppm_fusion)

@@ -172,7 +172,8 @@ class PyramidPooling(nn.ModuleList):
 
     Each branch is ``Sequential(pool, conv1x1, norm, activation)``, so a branch's conv is
     ``<name>.<i>.1`` and its norm ``<name>.<i>.2``: the FBA reference checkpoint's layout.
-    The output has ``in_channels + len(bins) * out_channels`` channels.
+    The output has ``in_channels + len(bins) * out_channels`` channels. With "gn_ws" and bin 1,
+    ``out_channels`` must give at least two channels per group (64 or more with 32 groups).
     """
 
     def __init__(
@@ -185,6 +186,11 @@ class PyramidPooling(nn.ModuleList):
         activation: Callable[[], nn.Module] = nn.ReLU,
         conv_bias: bool = False,
     ) -> None:
+        if norm == "gn_ws" and 1 in bins and out_channels // gn_groups(out_channels) < 2:
+            raise ValueError(
+                f"GroupNorm over a 1×1 bin needs at least 2 channels per group; "
+                f"out_channels={out_channels} gives {out_channels // gn_groups(out_channels)}"
+            )
         super().__init__(
             nn.Sequential(
                 AdaptiveAvgPool2d(b),
