@@ -10,6 +10,8 @@ import typer
 
 from mattecli import __version__
 from mattecli.commands import eval as eval_cmd
+from mattecli.commands import export as export_cmd
+from mattecli.commands import info as info_cmd
 from mattecli.commands import sample as sample_cmd
 
 app = typer.Typer(
@@ -39,3 +41,5 @@ def main(
 # Registered commands (one line each, in the order --help lists them).
 app.command("sample")(sample_cmd.sample)
 app.command("eval")(eval_cmd.evaluate)
+app.command("export")(export_cmd.export)
+app.command("info")(info_cmd.info)

@@ -45,7 +45,7 @@ def test_torchvision_parameter_names() -> None:
         "layer1.0.bn1.weight",
     ]
     assert "layer1.0.downsample.0.weight" in keys and "layer1.0.downsample.1.running_mean" in keys
-    assert "layer4.2.conv3.weight" == [k for k in keys if "conv" in k][-1]
+    assert [k for k in keys if "conv" in k][-1] == "layer4.2.conv3.weight"
     assert not any(k.startswith("fc.") for k in keys)
 
 

@@ -9,7 +9,14 @@ fp32 what fp16 gets wrong:
 - the input normalisation ``(image − mean) / std``: the first ops on the user's pixels;
 - saturating outputs and probabilities (Sigmoid, Clip, Softmax, HardSigmoid, Tanh, Exp) and
   reductions (ReduceMean, ReduceSum, ...), whose results feed the mattes directly;
-- onnxconverter-common's own default list (Resize, Range, Min, Max, ...), which must stay.
+- onnxconverter-common's own default list (Resize, Range, Min, Max, ...), which must stay;
+- Cast: the converter rewrites a converted Cast's target type to fp16 without updating the
+  graph's declared value types, which ONNX Runtime then refuses to load (seen on GFM's
+  ``mask.to(float)`` and the pooling bins); a kept Cast gets fp32↔fp16 Casts around it instead;
+- shape and index arithmetic: nodes that do not depend on the pixels at all (Shape and what is
+  computed from it, such as the adaptive-pooling bins' floor divisions, which the exporter does
+  in float). fp16 holds integers exactly only up to 2048, so ``floor(i·H / 6)`` at a 4K input
+  would pick wrong bins; these nodes cost nothing, so they all stay fp32.
 
 Graph inputs and outputs stay float32, so an engine feeds and reads the same arrays as for the
 fp32 file. FBA's F/B/alpha fusion is not in the graph at all: it runs after the engine in NumPy
@@ -18,10 +25,13 @@ float32 (:mod:`mattecli.fusion`), so fp16 never touches its division by Σ(F−B
 
 from __future__ import annotations
 
+import warnings
+
 import onnx
 from onnxconverter_common import float16
 
 FP32_OPS: tuple[str, ...] = (
+    "Cast",
     "GroupNormalization",
     "BatchNormalization",
     "InstanceNormalization",
@@ -42,6 +52,24 @@ FP32_OPS: tuple[str, ...] = (
 )
 # Elementwise ops that make up an input normalisation chain straight after a graph input.
 _INPUT_CHAIN_OPS = frozenset({"Sub", "Div", "Mul", "Add"})
+# Ops whose output describes a tensor's shape, not its values.
+_SHAPE_OPS = frozenset({"Shape", "Size"})
+
+
+def shape_arithmetic_nodes(model: onnx.ModelProto) -> list[str]:
+    """Names of the nodes whose inputs never carry pixel data (shape, index and constant arithmetic).
+
+    A value carries data if it is a graph input or an output of a node (other than Shape/Size)
+    that reads such a value; ONNX graphs list nodes in topological order, so one pass suffices.
+    """
+    data = {i.name for i in model.graph.input}
+    meta: list[str] = []
+    for node in model.graph.node:
+        if node.op_type not in _SHAPE_OPS and any(name in data for name in node.input):
+            data.update(node.output)
+        else:
+            meta.append(node.name)
+    return meta
 
 
 def input_normalisation_nodes(model: onnx.ModelProto) -> list[str]:
@@ -69,9 +97,12 @@ def convert_to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     """An fp16 copy of the fp32 ``model`` (see the module doc for what stays fp32); I/O stays float32."""
     copy = onnx.ModelProto()
     copy.CopyFrom(model)  # the converter edits its argument; the fp32 graph stays the reference
-    return float16.convert_float_to_float16(
-        copy,
-        keep_io_types=True,
-        op_block_list=[*float16.DEFAULT_OP_BLOCK_LIST, *FP32_OPS],
-        node_block_list=input_normalisation_nodes(model),
-    )
+    with warnings.catch_warnings():
+        # One warning per weight below fp16's range (clamped to ±1e-7): noise, not news.
+        warnings.simplefilter("ignore", UserWarning)
+        return float16.convert_float_to_float16(
+            copy,
+            keep_io_types=True,
+            op_block_list=[*float16.DEFAULT_OP_BLOCK_LIST, *FP32_OPS],
+            node_block_list=[*input_normalisation_nodes(model), *shape_arithmetic_nodes(model)],
+        )

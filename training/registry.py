@@ -16,7 +16,7 @@ runs after the engine in NumPy (:mod:`mattecli.fusion`), the same for every engi
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +26,11 @@ from torch import nn
 from mattecli.errors import InputError
 from mattecli.models import CONTRACTS, ModelContract, contract_for
 from mattecli.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from training.networks.checkpoints import check_state_dict, unwrap_state_dict
+
+# Keys of a mattecli checkpoint that are not facts about the weights.
+_CHECKPOINT_PAYLOAD = ("model", "state_dict", "optimizer", "scheduler", "scaler")
+RANDOM_WEIGHTS_NOTE = "random weights: for tests and benchmarks only, not for mattes"
 
 
 def _fba(encoder: str) -> Callable[[], nn.Module]:
@@ -186,11 +191,83 @@ def sha256_file(path: Path) -> str:
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A network with trained weights, and the facts about those weights for the ONNX metadata."""
+    """A contract wrapper with its weights, and the facts about those weights for the ONNX metadata."""
 
     model: InferenceModel
-    weights: dict[str, object]  # source file name, sha256, and the checkpoint's own facts
+    weights: dict[str, object]  # source file name and sha256, or the random seed; checkpoint facts
 
     @property
     def name(self) -> str:
         return self.model.contract.name
+
+
+def checkpoint_dict(name: str, network: nn.Module, **facts: object) -> dict[str, object]:
+    """The mattecli checkpoint layout: ``{"model": name, "state_dict": ..., **facts}``.
+
+    Naming the registry model inside the file is what lets ``mattecli export ckpt.pth`` work
+    without ``--model``; ``facts`` (epoch, validation scores) travel into the ONNX metadata.
+    """
+    contract_for(name)
+    return {"model": name, "state_dict": network.state_dict(), **facts}
+
+
+def _read_checkpoint(path: Path) -> object:
+    if not path.is_file():
+        raise InputError("checkpoint file not found", path=path, hint="check the path to the weights")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt, truncated or unsafe files
+        raise InputError(
+            f"cannot read this as a PyTorch checkpoint ({type(exc).__name__})",
+            path=path,
+            hint="the file may be truncated, or a pickle with code in it, which is refused for safety",
+        ) from exc
+
+
+def _scalar_facts(checkpoint: object) -> dict[str, object]:
+    """The JSON-safe top-level facts of a mattecli checkpoint (epoch, scores), for the metadata."""
+    if not isinstance(checkpoint, Mapping):
+        return {}
+    return {
+        str(k): v
+        for k, v in checkpoint.items()
+        if k not in _CHECKPOINT_PAYLOAD and isinstance(v, str | int | float | bool)
+    }
+
+
+def load_model(path: str | Path, name: str | None = None) -> LoadedModel:
+    """The contract wrapper of a checkpoint's network with the checkpoint's weights, in eval mode.
+
+    A mattecli checkpoint names its model; a bare state dict (the public ``FBA.pth``, possibly
+    with a ``module.`` prefix) needs ``name``. Keys and shapes must match exactly.
+    """
+    path = Path(path)
+    checkpoint = _read_checkpoint(path)
+    stored = checkpoint.get("model") if isinstance(checkpoint, Mapping) else None
+    stored = stored if isinstance(stored, str) else None
+    if stored is not None and name is not None and stored != name:
+        raise InputError(
+            f"the checkpoint is for {stored!r}, not {name!r}", path=path, hint="drop --model or fix it"
+        )
+    name = name or stored
+    if name is None:
+        known = ", ".join(sorted(CONTRACTS))
+        raise InputError(
+            "the checkpoint does not say which model it holds",
+            path=path,
+            hint=f"name it with --model (the public FBA.pth is fba-resnet50); known models: {known}",
+        )
+    network = build(name)
+    state = unwrap_state_dict(checkpoint, path=path)
+    check_state_dict(network, state, path=path, expected=f"a checkpoint for {name}")
+    network.load_state_dict(state, strict=True)
+    facts = {**_scalar_facts(checkpoint), "source": path.name, "sha256": sha256_file(path)}
+    return LoadedModel(inference_model(name, network), facts)
+
+
+def random_model(name: str, *, seed: int = 0) -> LoadedModel:
+    """``name`` with seeded random weights, labelled as such in its facts (tests, benchmarks)."""
+    with torch.random.fork_rng(devices=[]):  # leave the caller's random state alone
+        torch.manual_seed(seed)
+        model = inference_model(name)
+    return LoadedModel(model, {"random": True, "seed": seed, "note": RANDOM_WEIGHTS_NOTE})

@@ -1,21 +1,22 @@
 """FBA Matting (Forte & Pitié, "F, B, Alpha Matting"): one network predicting alpha, F and B.
 
-Follows the paper's §3.1 (architecture) and §3.3 (output activations), with the details the paper
+Follows the paper's §3.1 (architecture, output layer) and §3.2 (Group Norm + Weight Standardisation
+for batch size 1; Table 2 for clip vs. sigmoid alpha), with the details the paper
 leaves to its supplement taken from the public reference network (MarcoForte/FBA_Matting, commit
 8dd100d), whose parameter names and shapes this module reproduces key for key, so the public
 ``FBA.pth`` loads strictly (:func:`training.networks.checkpoints.load_checkpoint`):
 
 - encoder: ResNet-50, GroupNorm(32 groups) + Weight Standardisation, layer3/layer4 dilated by 2/4
   (output stride 8); 11 input channels: ImageNet-normalised RGB, the 6 Gaussian trimap maps and the
-  2-channel trimap. The paper's §3.1 says 9 (no 2-channel trimap) and "32 channels per group"; the
-  reference, and so this module, use 11 channels and 32 groups.
+  2-channel trimap. The paper says 9 (§3.1: no 2-channel trimap) and "32 channels per group"
+  (§3.2); the reference, and so this module, use 11 channels and 32 groups.
 - decoder: pyramid pooling (bins 1, 2, 3, 6; 1×1 conv to 256, GN, LeakyReLU), then seven convs
   interleaved with three bilinear ×2 upsamplings and skips from layer1, the stem and the inputs
   (normalised RGB, raw RGB, 2-channel trimap). Decoder convs are weight-standardised except the
   last three, which have no norm (as the reference). Like the reference's, checkpoints hold the
   standardised weights and inference convolves with them as stored (see
   :class:`training.networks.layers.WSConv2d`): the golden output is reproduced only that way.
-- outputs (§3.3): alpha clipped to [0, 1], F and B through a sigmoid, as 7 channels.
+- outputs (§3.1): alpha clipped to [0, 1], F and B through a sigmoid, as 7 channels.
 
 Deviations from the reference, none of which changes the numbers (the golden test checks this):
 

@@ -3,7 +3,7 @@
 Why these exist rather than plain ``torch.nn`` modules:
 
 - FBA trains with batch size 1, so it replaces BatchNorm with Group Normalisation plus Weight
-  Standardisation (FBA paper §3.1). :func:`conv2d` and :func:`norm2d` pick the pair from one
+  Standardisation (FBA paper §3.2). :func:`conv2d` and :func:`norm2d` pick the pair from one
   ``norm`` string ("bn" or "gn_ws"), so every network can offer both without branching.
   :class:`WSConv2d` stores weights as the reference's checkpoints do (see its docstring).
 - ``torch.onnx`` rejects ``adaptive_avg_pool2d`` when the output size does not divide the input
@@ -54,9 +54,9 @@ class WSConv2d(nn.Conv2d):
     public ``FBA.pth`` included) hold weights that are *already* standardised, and inference
     convolves with them as stored; the FBA golden output is only reproduced that way. So:
 
-    - a forward pass in training mode convolves with ``standardise_weight(weight)`` (differentiable,
-      as in Qiao et al.; the reference instead projects the data in place, which breaks gradient
-      accumulation) and sets :attr:`standardise_on_forward`;
+    - a forward pass in training mode convolves with ``standardise_weight(weight)``, differentiably
+      as in Qiao et al. (the reference instead overwrites ``weight.data`` outside autograd, so its
+      gradients skip the standardisation), and sets :attr:`standardise_on_forward`;
     - while :attr:`standardise_on_forward` is set (trained here since the last load), evaluation
       standardises too and :meth:`state_dict` saves the standardised weight, so every checkpoint
       holds effective weights;

@@ -5,7 +5,7 @@ One configurable encoder instead of five copies:
 - blocks: :class:`BasicBlock` (ResNet-18/34) or :class:`Bottleneck` (ResNet-50/101, stride on the
   3×3 conv, "v1.5", as torchvision and the FBA reference);
 - ``norm``: "bn" (BatchNorm) or "gn_ws" (GroupNorm(32) + weight-standardised convs everywhere in the
-  encoder, FBA paper §3.1);
+  encoder, FBA paper §3.2);
 - ``in_channels`` for the first conv (matting inputs carry trimap channels);
 - ``output_stride`` 32, 16 or 8 by dilating layer4 (16) or layer3 and layer4 (8);
 - ResNet-D ("bag of tricks", used by the LSA baseline): ``deep_stem`` (three 3×3 convs) and
@@ -285,8 +285,9 @@ def resnet(
 def widen_first_conv(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
     """Extend a pretrained first-conv weight (out, 3, k, k) to ``in_channels`` inputs.
 
-    The pretrained RGB filters are kept and the extra input channels start at zero, as FBA (§3.1) and
-    AlphaGAN (§3.2.1) initialise their trimap channels, so the network starts as the ImageNet model.
+    The pretrained RGB filters are kept and the extra input channels start at zero, as AlphaGAN
+    (§3.2.1) and the FBA reference code initialise their trimap channels, so the network starts out
+    computing what the ImageNet model computes.
     """
     if in_channels < weight.shape[1]:
         raise ValueError(f"cannot narrow a first conv from {weight.shape[1]} to {in_channels} inputs")
