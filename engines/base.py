@@ -64,11 +64,30 @@ class Engine(Protocol):
         ...
 
 
-def open_engine(name: str, model: Path, device: str = "cpu", *, threads: int | None = None) -> Engine:
-    """Load ``model`` on the backend ``name`` and device ``device``, or explain what is missing."""
+def open_engine(
+    name: str,
+    model: Path,
+    device: str = "cpu",
+    *,
+    threads: int | None = None,
+    model_name: str | None = None,
+) -> Engine:
+    """Load ``model`` on the backend ``name`` and device ``device``, or explain what is missing.
+
+    ``model_name`` names the registry model of a bare PyTorch state dict (the public ``FBA.pth``);
+    files that describe themselves (ONNX, mattecli checkpoints) need none.
+    """
     dev = parse_device(device)
     if name == "ort":
         from engines.onnxruntime import OrtEngine
 
         return OrtEngine(model, dev, threads=threads)
+    if name == "trt":
+        from engines.tensorrt import TrtEngine
+
+        return TrtEngine(model, dev)
+    if name == "torch":
+        from engines.torch import TorchEngine
+
+        return TorchEngine(model, dev, model_name=model_name, threads=threads)
     raise InputError(f"unknown engine {name!r}", hint=f"choose one of {', '.join(ENGINE_NAMES)}")

@@ -9,9 +9,11 @@ from __future__ import annotations
 import typer
 
 from mattecli import __version__
+from mattecli.commands import build_engine as build_engine_cmd
 from mattecli.commands import eval as eval_cmd
 from mattecli.commands import export as export_cmd
 from mattecli.commands import info as info_cmd
+from mattecli.commands import run as run_cmd
 from mattecli.commands import sample as sample_cmd
 
 app = typer.Typer(
@@ -39,7 +41,9 @@ def main(
 
 
 # Registered commands (one line each, in the order --help lists them).
+app.command("run")(run_cmd.run)
 app.command("sample")(sample_cmd.sample)
 app.command("eval")(eval_cmd.evaluate)
+app.command("build-engine")(build_engine_cmd.build_engine)
 app.command("export")(export_cmd.export)
 app.command("info")(info_cmd.info)

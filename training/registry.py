@@ -109,6 +109,9 @@ class InferenceModel(nn.Module):
     ``model.network``; subclasses only translate between the contract and its ``forward``.
     """
 
+    # Whether forward_with_margin returns a margin (the network takes a hard decision inside).
+    has_decisions = False
+
     def __init__(self, contract: ModelContract, network: nn.Module) -> None:
         super().__init__()
         self.contract = contract
@@ -121,6 +124,17 @@ class InferenceModel(nn.Module):
     @property
     def output_names(self) -> list[str]:
         return [name for name, _ in self.contract.outputs]
+
+    def forward_with_margin(
+        self, *inputs: torch.Tensor
+    ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor | None]:
+        """The outputs, plus the margin of any hard decision inside the network (N×1×H×W), or None.
+
+        A network that takes an argmax (GFM's collaborative matting) flips a pixel's class when
+        two scores are within float rounding of each other, and the output jumps there. Parity
+        checks leave out pixels whose margin is below their tolerance instead of failing on a tie.
+        """
+        return self(*inputs), None
 
 
 class FBAInference(InferenceModel):
@@ -139,12 +153,19 @@ class FBAInference(InferenceModel):
 class GFMInference(InferenceModel):
     """GFM: image → the collaborative-matting alpha (glance and focus stay internal)."""
 
+    has_decisions = True
+
     def __init__(self, contract: ModelContract, network: nn.Module) -> None:
         super().__init__(contract, network)
         self.normalise = ImageNetNormalise()
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor]:
         return (self.network(self.normalise(image)).alpha,)
+
+    def forward_with_margin(self, image: torch.Tensor) -> tuple[tuple[torch.Tensor], torch.Tensor]:
+        out = self.network(self.normalise(image))
+        top2 = out.glance.topk(2, dim=1).values
+        return (out.alpha,), top2[:, :1] - top2[:, 1:2]
 
 
 class RGBTrimapInference(InferenceModel):

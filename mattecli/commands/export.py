@@ -34,9 +34,7 @@ def _require_torch() -> None:
         )
 
 
-def _resolve(
-    source: str, model: str | None, weights: Path | None, random_weights: bool
-) -> LoadedModel:
+def _resolve(source: str, model: str | None, weights: Path | None, random_weights: bool) -> LoadedModel:
     """Turn SOURCE and the weight options into a loaded model, refusing ambiguous combinations."""
     from training.registry import load_model, random_model
 
@@ -119,9 +117,13 @@ def export(
         help="Write fp16 weights and activations (normalisation, sigmoid/clip, reductions stay fp32; "
         "inputs and outputs stay float32) and print the error against fp32.",
     ),
-    opset: int = typer.Option(21, "--opset", min=21, max=23, help="ONNX opset (21+: native GroupNormalization)."),
+    opset: int = typer.Option(
+        21, "--opset", min=21, max=23, help="ONNX opset (21+: native GroupNormalization)."
+    ),
     check: bool = typer.Option(
-        True, "--check/--no-check", help="Compare ONNX Runtime with torch at two input sizes (fails above 1e-4)."
+        True,
+        "--check/--no-check",
+        help="Compare ONNX Runtime with torch at two input sizes (fails above 1e-4).",
     ),
     json_output: bool = typer.Option(False, "--json", help="Print the export report as JSON on stdout."),
 ) -> None:

@@ -1,0 +1,162 @@
+"""``mattecli build-engine``: build a TensorRT engine (plus its JSON sidecar) from an exported ONNX file.
+
+Every check that does not need TensorRT runs first: the ONNX file, the profile options, the
+device string. A user on a laptop without TensorRT therefore still learns that the file lacks a
+contract or that ``--tile 500`` is not a multiple of 32, and only then that TensorRT is missing.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+import typer
+
+from mattecli.console import err_console, print_json, user_errors
+from mattecli.errors import InputError
+
+DEFAULT_TILE = 512
+DEFAULT_BATCH = 4
+
+
+class HardwareCompat(StrEnum):
+    none = "none"
+    ampere_plus = "ampere+"
+    same_cc = "same-cc"
+
+
+def build_engine(
+    model: Path = typer.Argument(
+        ..., help="The ONNX file written by `mattecli export` (fp16 variant for --fp16)."
+    ),
+    output: Path | None = typer.Option(
+        None, "-o", "--output", help="Engine file to write (default: MODEL with the suffix .engine)."
+    ),
+    tile: int | None = typer.Option(
+        None,
+        "--tile",
+        help="Tile side the engine is tuned for, a multiple of the model's size multiple "
+        f"(default {DEFAULT_TILE}).",
+    ),
+    batch: int | None = typer.Option(None, "--batch", help=f"Tiles per batch (default {DEFAULT_BATCH})."),
+    max_size: int | None = typer.Option(
+        None,
+        "--max-size",
+        help="Also accept whole frames up to this side (one at a time), as a second profile.",
+    ),
+    min_shape: str | None = typer.Option(
+        None, "--min", help="Explicit profile minimum, NxHxW (e.g. 1x64x64)."
+    ),
+    opt_shape: str | None = typer.Option(
+        None, "--opt", help="Explicit profile optimum, NxHxW (e.g. 4x512x512)."
+    ),
+    max_shape: str | None = typer.Option(
+        None, "--max", help="Explicit profile maximum, NxHxW (e.g. 4x512x512)."
+    ),
+    fp16: bool = typer.Option(
+        False, "--fp16", help="Require an fp16 ONNX file (TensorRT takes precision from the graph)."
+    ),
+    workspace: float = typer.Option(4.0, "--workspace", help="Builder workspace limit in GiB."),
+    timing_cache: Path | None = typer.Option(
+        None, "--timing-cache", help="Timing cache file to load and update (default: beside the engine)."
+    ),
+    optimization_level: int = typer.Option(
+        3, "--builder-optimization-level", min=0, max=5, help="0 builds fastest, 5 searches longest."
+    ),
+    version_compatible: bool = typer.Option(
+        False, "--version-compatible", help="Let later TensorRT releases of the same major run the engine."
+    ),
+    hardware_compatibility: HardwareCompat = typer.Option(
+        HardwareCompat.none,
+        "--hardware-compatibility",
+        help="ampere+: any sm_80+ GPU; same-cc: any GPU of this compute capability (both may run slower).",
+    ),
+    device: str = typer.Option("cuda:0", "--device", help="GPU to build on: cuda or cuda:N."),
+    force: bool = typer.Option(
+        False, "--force", help="Rebuild even if the engine on disk matches this build."
+    ),
+    json_output: bool = typer.Option(False, "--json", help="Print what was built as JSON on stdout."),
+) -> None:
+    """Build a TensorRT engine from an exported ONNX model, with its JSON sidecar.
+
+    The engine is tuned for tiled inference: --tile and --batch set the shape TensorRT
+    optimises for; smaller tiles and short batches also run. --max-size adds whole frames.
+    Or give an explicit profile with --min, --opt and --max (all three, as NxHxW).
+
+    Beside MODEL.engine it writes MODEL.engine.json (TensorRT version, GPU, compute capability,
+    ONNX sha256, profiles, precision, the model contract) and a timing cache that later builds
+    reuse. `mattecli run` refuses an engine whose sidecar does not match the machine.
+
+    Needs TensorRT and an NVIDIA GPU: pip install -e ".\\[gpu]" on Linux.
+
+    Examples:
+
+      mattecli build-engine fba.onnx
+      mattecli build-engine fba-fp16.onnx --fp16 --tile 768 --batch 2 -o fba-768.engine
+      mattecli build-engine gfm.onnx --tile 512 --batch 4 --max-size 2048
+      mattecli build-engine fba.onnx --min 1x64x64 --opt 4x512x512 --max 4x512x512 --workspace 8
+      mattecli build-engine fba.onnx --version-compatible --hardware-compatibility ampere+ --json
+    """
+    from engines.base import parse_device
+    from engines.profiles import explicit_profile, parse_shape, tile_profiles
+    from engines.tensorrt import require_cuda
+    from engines.trt_build import BuildOptions, describe_profiles, inspect_onnx
+    from engines.trt_build import build_engine as build
+
+    def say(line: str) -> None:
+        err_console.print(line, markup=False, highlight=False)
+
+    with user_errors():
+        dev = parse_device(device)
+        require_cuda(dev)
+        facts = inspect_onnx(model, fp16=fp16)
+        multiple = facts.contract.size_multiple
+        explicit = (min_shape, opt_shape, max_shape)
+        if any(v is not None for v in explicit):
+            if None in explicit:
+                raise InputError(
+                    "--min, --opt and --max go together",
+                    hint="give all three, e.g. --min 1x64x64 --opt 4x512x512 --max 4x512x512",
+                )
+            if tile is not None or batch is not None or max_size is not None:
+                raise InputError(
+                    "--min/--opt/--max replace --tile, --batch and --max-size",
+                    hint="use one way of giving the profile",
+                )
+            profiles = (
+                explicit_profile(
+                    parse_shape(min_shape, option="--min"),  # type: ignore[arg-type]
+                    parse_shape(opt_shape, option="--opt"),  # type: ignore[arg-type]
+                    parse_shape(max_shape, option="--max"),  # type: ignore[arg-type]
+                    multiple,
+                ),
+            )
+        else:
+            profiles = tile_profiles(
+                DEFAULT_TILE if tile is None else tile,
+                DEFAULT_BATCH if batch is None else batch,
+                multiple,
+                max_size=max_size,
+            )
+        options = BuildOptions(
+            device=dev,
+            workspace_gib=workspace,
+            timing_cache=timing_cache,
+            optimization_level=optimization_level,
+            version_compatible=version_compatible,
+            hardware_compatibility=hardware_compatibility.value,  # type: ignore[arg-type]
+            force=force,
+        )
+        out = output if output is not None else model.with_suffix(".engine")
+        result = build(facts, profiles, out, options, say=say)
+        if not result.kept_existing:
+            side = result.sidecar
+            say(
+                f"wrote {result.engine} ({result.engine_bytes / 2**20:.1f} MiB, {side.precision}) in "
+                f"{result.seconds:.1f} s, with {result.engine.name}.json\n"
+                f"{describe_profiles(side.profiles)}\n"
+                f"  timing cache: {result.timing_cache}"
+                + (" (reused)" if result.timing_cache_reused else " (new)")
+            )
+        if json_output:
+            print_json(result.to_json())

@@ -1,0 +1,286 @@
+"""``mattecli run``: pull mattes from videos, image sequences and photos with a matting model.
+
+Only argument handling and the terminal live here; the work is :func:`mattecli.pipeline.run_pipeline`.
+Human lines and the progress bar go to stderr (the bar only on a terminal); ``--json`` prints the
+summary on stdout. Exit codes: 0 all inputs done, 1 some inputs failed (after the others finished),
+3 the engine or device is not available here, 4 a problem with the inputs or options found before
+any frame was processed.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import typer
+from rich.markup import escape
+
+from mattecli.console import err_console, print_json, user_errors
+from mattecli.errors import EXIT_FAILED, InputError
+from mattecli.summary import InputSummary, Reporter
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, Task, TaskID
+
+    from mattecli.media.sinks import OutputSpec
+    from mattecli.pipeline import RunOptions
+
+NO_DEFAULT_MODEL = (
+    "--model is required until the package ships a default model; export one with `mattecli export`"
+)
+
+
+def run(
+    inputs: list[str] = typer.Argument(
+        ...,
+        help="Videos, image-sequence folders or patterns (shot.%04d.exr, shot.####.exr), photos; "
+        "several at once, globs allowed.",
+        show_default=False,
+    ),
+    output: Path = typer.Option(..., "--output", "-o", help="Output folder (alpha/, fg/, comp/, videos)."),
+    trimap_dir: Path | None = typer.Option(
+        None, "--trimap-dir", "-t", help="Folder of trimaps named after the frames, or one trimap for all."
+    ),
+    model: Path | None = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="ONNX file from `mattecli export` (.engine for trt, checkpoint for torch).",
+    ),
+    engine: Literal["ort", "torch", "trt"] = typer.Option("ort", "--engine", help="Inference backend."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads for ONNX Runtime."),
+    start: int | None = typer.Option(None, "--start", help="First frame number to process (inclusive)."),
+    end: int | None = typer.Option(None, "--end", help="Last frame number to process (inclusive)."),
+    every: int = typer.Option(1, "--every", min=1, help="Process every N-th frame from --start."),
+    resume: bool = typer.Option(False, "--resume", help="Skip frames whose outputs already exist."),
+    tile: int = typer.Option(512, "--tile", min=8, help="Tile size in pixels for tiled inference."),
+    context: int = typer.Option(64, "--context", min=0, help="Context margin of inner tile edges."),
+    blend: int = typer.Option(32, "--blend", min=0, help="Blend ramp between overlapping tiles."),
+    batch: int = typer.Option(4, "--batch", min=1, help="Tiles per engine call."),
+    no_tile: bool = typer.Option(False, "--no-tile", help="Run each whole frame at once instead of tiles."),
+    fusion: bool | None = typer.Option(
+        None, "--fusion/--no-fusion", help="FBA F/B/alpha fusion [default: on when the model supports it]."
+    ),
+    tta: Literal["none", "flip", "full"] = typer.Option(
+        "none", "--tta", help="Test-time augmentation: flip = 2 passes, full = 3 scales x 8 transforms."
+    ),
+    resize_trimaps: bool = typer.Option(
+        False, "--resize-trimaps", help="Resize trimaps of another size (nearest-neighbour)."
+    ),
+    alpha: Literal["png16", "png8", "tiff", "exr", "none"] = typer.Option(
+        "png16", "--alpha", help="Alpha matte format."
+    ),
+    fg: Literal["none", "png8", "png16", "exr"] = typer.Option(
+        "none", "--fg", help="Foreground (RGBA) format."
+    ),
+    premultiplied: bool | None = typer.Option(
+        None,
+        "--premultiplied/--straight",
+        help="Colour convention [default: each format's own: EXR premultiplied, PNG and video straight].",
+    ),
+    composite: str | None = typer.Option(
+        None, "--composite", help="Composite over a colour (#rrggbb or r,g,b) or a background image."
+    ),
+    video: Literal["prores", "png-mov", "ffv1"] | None = typer.Option(
+        None, "--video", help="Also write a video: ProRes 4444, PNG-in-MOV or FFV1 (.mkv)."
+    ),
+    video_content: Literal["rgba", "alpha"] = typer.Option(
+        "rgba", "--video-content", help="Video of foreground + alpha, or of the matte alone."
+    ),
+    pattern: str | None = typer.Option(
+        None, "--pattern", help="Output file names, e.g. {stem}.{frame:04d}.{ext}.", show_default=False
+    ),
+    fps: str | None = typer.Option(
+        None, "--fps", help="Frame rate of a video written from an image sequence (24, 23.976, 24000/1001)."
+    ),
+    no_audio: bool = typer.Option(False, "--no-audio", help="Leave the source's audio out of video outputs."),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="No progress bar or summary lines (errors still)."
+    ),
+    json_output: bool = typer.Option(False, "--json", help="Print the run summary as JSON on stdout."),
+) -> None:
+    """Pull alpha mattes (and foreground colour) from videos, image sequences and photos.
+
+    Each frame is matched with its trimap, run through the model over the trimap's unknown band
+    (tiled), fused and written. Several inputs run in turn; one that fails is reported and the
+    others still run (exit code 1 at the end). Frame ranges are inclusive frame numbers.
+
+    Examples:
+
+      mattecli run in.mp4 --trimap-dir t/ -o out/ --model fba.onnx
+
+      mattecli run shot/shot.%04d.exr -t trimaps/ -o out/ -m fba.onnx --start 1001 --end 1050   # a farm chunk
+
+      mattecli run in.mp4 -t t/ -o out/ -m fba.onnx --resume        # after a killed run
+
+      mattecli run in.mp4 -t t/ -o out/ -m fba.onnx --video prores --alpha none   # ProRes 4444 with alpha
+
+      mattecli run "photos/*.jpg" -t trimaps/ -o out/ -m fba.onnx --fg png16 --composite "#00ff00" --json
+    """
+    from engines.base import open_engine
+    from mattecli.pipeline import run_pipeline
+
+    with user_errors():
+        if model is None:
+            raise InputError(NO_DEFAULT_MODEL)
+        spec = _output_spec(
+            output, alpha, fg, premultiplied, composite, video, video_content, pattern, fps, no_audio
+        )
+        options = _run_options(
+            start,
+            end,
+            every,
+            resume,
+            None if no_tile else tile,
+            context,
+            blend,
+            batch,
+            fusion,
+            tta,
+            resize_trimaps,
+        )
+        matting = open_engine(engine, model, device, threads=threads)
+        try:
+            with _ProgressReporter(quiet) as reporter:
+                summary = run_pipeline(
+                    inputs, matting, spec, trimap_spec=trimap_dir, options=options, reporter=reporter
+                )
+        finally:
+            matting.close()
+        summary.run["model_file"] = str(model)
+        if not quiet:
+            err_console.print(summary.describe(), markup=False, highlight=False)
+        if json_output:
+            print_json(summary.to_json())
+        if summary.failed:
+            raise typer.Exit(EXIT_FAILED)
+
+
+def _output_spec(
+    directory: Path,
+    alpha: str,
+    fg: str,
+    premultiplied: bool | None,
+    composite: str | None,
+    video: str | None,
+    video_content: str,
+    pattern: str | None,
+    fps: str | None,
+    no_audio: bool,
+) -> OutputSpec:
+    from mattecli.media.compose import parse_background
+    from mattecli.media.sinks import OutputSpec
+
+    rate = None
+    if fps is not None:
+        try:
+            rate = Fraction(fps)
+        except (ValueError, ZeroDivisionError):
+            rate = None
+        if rate is None or rate <= 0:
+            raise InputError(f"--fps {fps!r} is not a frame rate", hint="use e.g. 24, 23.976 or 24000/1001")
+    return OutputSpec(
+        directory=directory,
+        alpha=None if alpha == "none" else alpha,  # type: ignore[arg-type]
+        foreground=None if fg == "none" else fg,  # type: ignore[arg-type]
+        premultiplied=premultiplied,
+        composite=parse_background(composite) if composite is not None else None,
+        video=video,  # type: ignore[arg-type]
+        video_content=video_content,  # type: ignore[arg-type]
+        pattern=pattern,
+        audio=not no_audio,
+        fps=rate,
+    )
+
+
+def _run_options(
+    start: int | None,
+    end: int | None,
+    every: int,
+    resume: bool,
+    tile: int | None,
+    context: int,
+    blend: int,
+    batch: int,
+    fusion: bool | None,
+    tta: str,
+    resize_trimaps: bool,
+) -> RunOptions:
+    from mattecli.pipeline import RunOptions, TileOptions
+
+    return RunOptions(
+        start=start,
+        end=end,
+        every=every,
+        resume=resume,
+        tiles=TileOptions(size=tile, context=context, blend=blend, batch=batch),
+        fusion=fusion,
+        tta=tta,  # type: ignore[arg-type]
+        resize_trimaps=resize_trimaps,
+    )
+
+
+class _ProgressReporter(Reporter):
+    """A rich progress bar per input on stderr (frames, fps, ETA), drawn only on a terminal."""
+
+    def __init__(self, quiet: bool) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            ProgressColumn,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+        from rich.progress import Progress as RichProgress
+        from rich.text import Text
+
+        class FpsColumn(ProgressColumn):
+            def render(self, task: Task) -> Text:
+                speed = task.finished_speed or task.speed
+                return Text("" if speed is None else f"{speed:.1f} fps")
+
+        self._quiet = quiet
+        self.progress: Progress = RichProgress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            FpsColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=True,
+            disable=quiet or not err_console.is_terminal,
+        )
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> _ProgressReporter:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def input_started(self, item: InputSummary, total: int | None, done: int) -> None:
+        self._task = self.progress.add_task(Path(item.path).name, total=total, completed=done)
+
+    def advance(self) -> None:
+        if self._task is not None:
+            self.progress.advance(self._task)
+
+    def input_finished(self, item: InputSummary) -> None:
+        if self._task is not None:
+            self.progress.remove_task(self._task)
+            self._task = None
+        if item.failed:
+            err_console.print(
+                f"[bold red]error:[/] {item.error}", markup=True, highlight=False, soft_wrap=True
+            )
+        elif not self._quiet:
+            err_console.print(item.describe(), markup=False, highlight=False)
+
+    def warn(self, message: str) -> None:
+        err_console.print(
+            f"[yellow]warning:[/] {escape(message)}", markup=True, highlight=False, soft_wrap=True
+        )

@@ -1,0 +1,581 @@
+"""The frame pipeline of ``mattecli run``: source -> trimap -> inputs -> engine (tiled) -> fusion -> sinks.
+
+Three threads overlap the work of consecutive frames:
+
+* the **decoder** thread reads frames a few ahead (:func:`mattecli.media.prefetch.prefetch`);
+* the **main** thread loads each trimap, builds the model inputs, runs the engine over the tiles
+  of the unknown band (and the TTA views), fuses and imposes the trimap's known regions;
+* the **writer** thread encodes and writes the outputs (PNG deflate, EXR, ProRes), fed by a
+  bounded queue, so encoding frame *n* overlaps inference of frame *n+1*.
+
+Both queues are bounded (``RunOptions.prefetch`` and ``RunOptions.write_queue`` frames) and
+nothing is kept per frame after it is written, so memory stays flat over a clip of any length.
+
+Several inputs run one after another. Everything that can be checked without running the model
+is checked for *all* inputs before the first frame (output options against each input's kind,
+every frame's trimap, two inputs writing the same file), and such a problem stops the run before
+it starts. An input that cannot be read, or that fails part-way (a damaged frame, a trimap of
+the wrong size), is recorded in the summary and the run goes on with the next input; the caller
+turns any recorded failure into exit code 1 once everything else is done.
+
+The per-frame work is :class:`FrameMatter`: a whole-frame predictor (inputs, engine over tiles,
+crop) wrapped by test-time augmentation, then fusion. A post-inference refinement (such as
+backpropagating refinement with the torch engine) wraps that predictor the same way TTA does.
+"""
+
+from __future__ import annotations
+
+import glob
+import queue
+import re
+import threading
+import time
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import ExitStack, closing
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+
+from engines.base import Engine
+from mattecli.errors import InputError, MatteError
+from mattecli.fusion import fba_fusion, impose_known_colours, impose_trimap
+from mattecli.inputs import build_inputs
+from mattecli.media.frame import Frame
+from mattecli.media.imageio import is_image_file
+from mattecli.media.naming import video_name
+from mattecli.media.prefetch import prefetch
+from mattecli.media.sinks import OutputSpec, Sinks
+from mattecli.media.sources import DEFAULT_PREFETCH, Source, open_source, selected
+from mattecli.media.trimaps import TrimapIndex
+from mattecli.media.video_writer import video_suffix
+from mattecli.models import ModelContract
+from mattecli.summary import InputSummary, Reporter, RunSummary, StageClock
+from mattecli.tiling import infer_tiled, plan_tiles
+from mattecli.tta import TTAMode, predict_tta
+
+# Frames waiting for the writer thread: enough to absorb a slow PNG or a ProRes flush, few
+# enough that 4K frames do not pile up.
+DEFAULT_WRITE_QUEUE = 4
+# How many trimap file names a warning lists.
+NAMES_SHOWN = 3
+# How often a blocked hand-over looks again at whether the other side has failed.
+_POLL_S = 0.05
+_NO_PIXELS = np.empty((0, 0, 3), dtype=np.uint8)
+_GLOB = re.compile(r"[*?[]")
+
+
+@dataclass(frozen=True)
+class TileOptions:
+    """Tiled inference over the unknown band; ``size=None`` runs every whole (padded) frame at once.
+
+    A frame whose pixels fit in one engine call's worth of tiles runs whole even when tiling is on
+    (see :meth:`FrameMatter.predict`); a frame with no unknown pixel never reaches the engine.
+    """
+
+    size: int | None = 512
+    context: int = 64  # pixels at each inner tile edge that only feed the receptive field
+    blend: int = 32  # width of the raised-cosine ramp between overlapping tiles
+    batch: int = 4  # tiles per engine call
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How ``run`` processes frames (the output options are :class:`OutputSpec`)."""
+
+    start: int | None = None  # inclusive frame numbers, as Source.frames counts them
+    end: int | None = None
+    every: int = 1
+    resume: bool = False  # skip frames whose per-frame outputs all exist
+    tiles: TileOptions = field(default_factory=TileOptions)
+    fusion: bool | None = None  # None: on when the model's contract supports FBA fusion
+    tta: TTAMode = "none"
+    resize_trimaps: bool = False
+    prefetch: int = DEFAULT_PREFETCH
+    write_queue: int = DEFAULT_WRITE_QUEUE
+
+
+# --- the per-frame work ---------------------------------------------------------------------------
+
+
+class FrameMatter:
+    """One frame (and its trimap) to alpha and foreground, with the options of a run.
+
+    ``want_foreground``: return the model's foreground (when it has one) for the outputs that
+    show colour; without it only alpha is stitched from the tiles.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        tiles: TileOptions,
+        tta: TTAMode,
+        fusion: bool,
+        want_foreground: bool,
+        clock: StageClock,
+    ) -> None:
+        self.engine = engine
+        self.contract = engine.contract
+        self.tiles = tiles
+        self.tta = tta
+        self.fusion = fusion
+        self.clock = clock
+        has_foreground = self.contract.output_name("foreground") is not None
+        kinds = ["alpha"]
+        if fusion or (want_foreground and has_foreground):
+            kinds.append("foreground")
+        if fusion:
+            kinds.append("background")
+        self.kinds = tuple(kinds)
+
+    def predict(self, image: np.ndarray, trimap: np.ndarray | None) -> dict[str, np.ndarray]:
+        """The network's outputs for one view of the frame (C x H x W, cropped to the view)."""
+        with self.clock.measure("preprocess"):
+            inputs = build_inputs(self.contract, image, trimap)
+        tiles = self.tiles
+        plan = None
+        if tiles.size is not None:
+            plan = plan_tiles(
+                inputs.unknown,
+                tile=tiles.size,
+                context=tiles.context,
+                blend=tiles.blend,
+                multiple=self.contract.size_multiple,
+            )
+            # Tiles are for frames too big to run whole. When one engine call's worth of tiles
+            # already holds as many pixels as the whole frame, the frame costs no more memory and
+            # less compute (tiles overlap), and its network sees all the context: run it whole.
+            padded_h, padded_w = inputs.padded_shape
+            if len(plan) and padded_h * padded_w <= min(len(plan), tiles.batch) * plan.tile_h * plan.tile_w:
+                plan = None
+        if plan is None:
+            outputs = self.engine.infer({kind: array[None] for kind, array in inputs.arrays.items()})
+            whole = {kind: outputs[kind][0] for kind in self.kinds}
+        else:
+            whole = infer_tiled(
+                self.engine.infer, inputs.arrays, plan, inputs.fill(self.kinds), batch_size=tiles.batch
+            )
+        return {kind: inputs.crop(value) for kind, value in whole.items()}
+
+    def __call__(self, frame: Frame, trimap: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Alpha (H x W) and foreground (H x W x 3, or None) in [0, 1], float32."""
+        with self.clock.measure("preprocess"):
+            image = np.clip(frame.to_float(), 0.0, 1.0)
+        with self.clock.measure("engine"):
+            outputs = predict_tta(self.predict, image, trimap, self.tta, self.contract.size_multiple)
+        with self.clock.measure("fusion"):
+            alpha = outputs["alpha"][0]
+            fg = outputs["foreground"].transpose(1, 2, 0) if "foreground" in outputs else None
+            bg = outputs["background"].transpose(1, 2, 0) if "background" in outputs else None
+            if self.fusion:
+                assert fg is not None and bg is not None
+                alpha, fg, bg = fba_fusion(image, alpha, fg, bg)
+            if trimap is not None:
+                alpha = impose_trimap(alpha, trimap)
+                if fg is not None and bg is not None:
+                    fg, _ = impose_known_colours(image, alpha, fg, bg)
+            return alpha, (np.ascontiguousarray(fg) if fg is not None else None)
+
+
+# --- the writer thread ----------------------------------------------------------------------------
+
+
+class _Stop:
+    """Queue marker: no more items."""
+
+
+class BackgroundWriter:
+    """Runs ``write(*item)`` for each submitted item in one thread, at most ``maxsize`` items behind.
+
+    A failure in the thread is raised in the submitting thread at its next :meth:`submit` or at
+    :meth:`close`, with its own type and traceback; after a failure the thread discards what is
+    still queued, so the submitter never blocks on a dead writer. Use as a context manager: a
+    clean exit waits for every item to be written, an exit on an error drops what is queued.
+    """
+
+    def __init__(self, write: Callable[..., None], maxsize: int = DEFAULT_WRITE_QUEUE) -> None:
+        if maxsize < 1:
+            raise ValueError(f"maxsize must be at least 1, not {maxsize}")
+        self._write = write
+        self._queue: queue.Queue[object] = queue.Queue(maxsize)
+        self._error: BaseException | None = None
+        self._cancelled = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="mattecli-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if isinstance(item, _Stop):
+                return
+            if self._error is not None or self._cancelled.is_set():
+                continue
+            try:
+                self._write(*item)  # type: ignore[misc]
+            except BaseException as exc:  # handed to the submitter, which raises it
+                self._error = exc
+
+    def _raise_failure(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def submit(self, *item: object) -> None:
+        """Queue one item; blocks while the queue is full; raises the thread's failure if it had one."""
+        while True:
+            self._raise_failure()
+            try:
+                self._queue.put(item, timeout=_POLL_S)
+                return
+            except queue.Full:
+                continue
+
+    def close(self) -> None:
+        """Wait until everything queued is written; raise the thread's failure if it had one."""
+        if self._thread.is_alive():
+            self._queue.put(_Stop())
+            self._thread.join()
+        self._raise_failure()
+
+    def abort(self) -> None:
+        """Drop what is queued and stop the thread (after the item it is writing, if any)."""
+        self._cancelled.set()
+        if self._thread.is_alive():
+            self._queue.put(_Stop())  # the thread discards items from now on, so there is room soon
+            self._thread.join()
+
+    def __enter__(self) -> BackgroundWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+# --- inputs and checks before the first frame -----------------------------------------------------
+
+
+def expand_inputs(specs: Sequence[str]) -> list[str]:
+    """Input arguments after expanding quoted globs that name videos or folders.
+
+    ``"clips/*.mp4"`` becomes one input per video. A glob that matches image files only stays one
+    input, which :func:`mattecli.media.sources.open_source` reads as a sequence or a set of stills
+    (``"shot/shot.*.exr"``). A glob that matches nothing stays as it is, so opening it reports it.
+    """
+    expanded: list[str] = []
+    for spec in specs:
+        path = Path(spec)
+        if path.exists() or not _GLOB.search(spec):
+            expanded.append(spec)
+            continue
+        matches = sorted(glob.glob(spec))
+        images_only = all(Path(m).is_file() and is_image_file(Path(m)) for m in matches)
+        # open_source globs a file name inside one existing folder; anything else is expanded here.
+        if matches and (not images_only or _GLOB.search(str(path.parent))):
+            expanded.extend(matches)
+        else:
+            expanded.append(spec)
+    return expanded
+
+
+def _stub(name: str, index: int, source: Path) -> Frame:
+    """A frame without pixels: enough to ask the sinks for its output names."""
+    return Frame(index=index, name=name, image=_NO_PIXELS, source=source)
+
+
+@dataclass
+class _Input:
+    """One input between opening and processing."""
+
+    spec: str
+    summary: InputSummary
+    source: Source | None = None
+    sinks_kwargs: dict[str, object] = field(default_factory=dict)
+    frames: list[tuple[str, int]] | None = None  # (name, index) in the range, when countable
+
+
+def _open(spec: str, options: RunOptions) -> _Input:
+    item = _Input(spec, InputSummary(spec))
+    try:
+        source = open_source(spec)
+    except (MatteError, OSError) as exc:
+        item.summary.fail(failure_text(exc, Path(spec), None))
+        return item
+    item.source = source
+    item.summary.kind = source.info.kind
+    item.sinks_kwargs = {
+        "kind": source.info.kind,
+        "fps": source.info.fps,
+        "audio_source": source.path if source.info.kind == "video" else None,
+    }
+    if source.info.frame_count is not None:
+        ids = source.frame_ids()
+        first = ids[0][1] if options.start is None else options.start
+        item.frames = [(n, i) for n, i in ids if selected(i, first, options.end, options.every)]
+        item.summary.frames_total = len(item.frames)
+    return item
+
+
+def _check_outputs(items: list[_Input], output: OutputSpec) -> None:
+    """Refuse output options an input cannot take, and two inputs that would write the same file."""
+    owners: dict[Path, str] = {}
+    for item in items:
+        assert item.source is not None
+        try:
+            sinks = Sinks(output, **item.sinks_kwargs)  # type: ignore[arg-type]
+        except MatteError as exc:
+            raise InputError(f"{item.spec}: {exc}") from None
+        # Nothing is opened before the first write, so these sinks need no closing.
+        ids = item.frames or [(item.source.path.stem, 0)]
+        paths = [p for name, index in ids for p in sinks.outputs_for(_stub(name, index, item.source.path))]
+        if output.video:
+            suffix = video_suffix(output.video)
+            paths += {output.directory / video_name(name, output.video_content, suffix) for name, _ in ids}
+        for path in paths:
+            other = owners.setdefault(path, item.spec)
+            if other != item.spec:
+                raise InputError(
+                    f"{other} and {item.spec} would both write {path}",
+                    hint="give them different output folders (-o), or put {stem} or {frame} in --pattern",
+                )
+
+
+def _check_trimaps(items: list[_Input], trimaps: TrimapIndex) -> None:
+    """Every frame of every input has its trimap (one check, so names of all inputs are known)."""
+    trimaps.check(frame for item in items for frame in item.frames or ())
+
+
+def check_options(contract: ModelContract, output: OutputSpec, options: RunOptions, trimaps: bool) -> bool:
+    """Refuse option combinations this model or output cannot honour; return whether fusion is on."""
+    if options.start is not None and options.end is not None and options.end < options.start:
+        raise InputError(
+            f"the range ends ({options.end}) before it starts ({options.start})",
+            hint="--end is the last frame number to process, inclusive",
+        )
+    if options.resume and output.video:
+        raise InputError(
+            "--resume cannot be used with a video output: a video file cannot be appended to",
+            hint="run without --resume (the video is rewritten whole), or resume image outputs only",
+        )
+    if contract.needs_trimap and not trimaps:
+        raise InputError(
+            f"the model {contract.name} needs a trimap for every frame",
+            hint="give a folder of trimaps (or one trimap image for all frames) with --trimap-dir",
+        )
+    if output.foreground and contract.output_name("foreground") is None:
+        raise InputError(
+            f"the model {contract.name} gives no foreground, so --fg cannot be written",
+            hint="drop --fg (the composite and video outputs then use the source's colour)",
+        )
+    can_fuse = contract.fusion == "fba"
+    if options.fusion and not can_fuse:
+        raise InputError(
+            f"the model {contract.name} has no foreground and background outputs for FBA fusion",
+            hint="drop --fusion",
+        )
+    tiles = options.tiles
+    if tiles.size is not None:
+        if min(tiles.size, tiles.batch) < 1 or min(tiles.context, tiles.blend) < 0:
+            raise InputError("--tile and --batch must be positive, --context and --blend at least 0")
+        try:  # the planner's own rule for margins that leave no room, checked on an empty frame
+            m = contract.size_multiple
+            plan_tiles(
+                np.zeros((m, m), bool), tile=tiles.size, context=tiles.context, blend=tiles.blend, multiple=m
+            )
+        except ValueError as exc:
+            raise InputError(
+                f"tiling options: {exc}", hint="raise --tile or lower --context/--blend"
+            ) from None
+    return can_fuse if options.fusion is None else options.fusion
+
+
+# --- running ----------------------------------------------------------------------------------------
+
+
+def failure_text(exc: BaseException, input_path: Path, frame: int | None) -> str:
+    """One line naming the input, the file (when it is another, e.g. a trimap) and the frame."""
+    if isinstance(exc, MatteError):
+        path = exc.path if exc.path is not None else input_path
+        text = str(
+            MatteError(
+                exc.message, path=path, frame=exc.frame if exc.frame is not None else frame, hint=exc.hint
+            )
+        )
+        return text if path == input_path else f"{input_path}: {text}"
+    return str(InputError(f"{type(exc).__name__}: {exc}", path=input_path, frame=frame))
+
+
+def _timed(frames: Iterator[Frame], clock: StageClock) -> Generator[Frame, None, None]:
+    """Pass frames through, charging the time spent producing each to ``decode`` (in this thread)."""
+    try:
+        while True:
+            with clock.measure("decode"):
+                frame = next(frames, None)
+            if frame is None:
+                return
+            yield frame
+    finally:
+        close = getattr(frames, "close", None)
+        if close is not None:
+            close()
+
+
+class _Current:
+    """The frame being worked on, for the error line of a failure."""
+
+    index: int | None = None
+
+
+def _run_input(
+    item: _Input,
+    output: OutputSpec,
+    trimaps: TrimapIndex | None,
+    options: RunOptions,
+    make_matter: Callable[[StageClock], FrameMatter],
+    reporter: Reporter,
+) -> None:
+    source, summary = item.source, item.summary
+    assert source is not None
+    clock = summary.clock
+    matter = make_matter(clock)
+    current = _Current()
+    began = time.perf_counter()
+    try:
+        with Sinks(output, **item.sinks_kwargs) as sinks:  # type: ignore[arg-type]
+            start = options.start
+            if options.resume and item.frames:
+                pending = [f for f in item.frames if not sinks.is_complete(_stub(*f, source.path))]
+                summary.frames_skipped = len(item.frames) - len(pending)
+                if not pending:
+                    return
+                start = pending[0][1]  # on the --every stride, so the same frames are selected
+            reporter.input_started(summary, summary.frames_total, summary.frames_skipped)
+
+            def write(frame: Frame, alpha: np.ndarray, fg: np.ndarray | None) -> None:
+                with clock.measure("write"):
+                    try:
+                        sinks.write(frame, alpha, fg)
+                    except OSError as exc:
+                        raise InputError(
+                            f"cannot write the outputs: {exc.strerror or exc}",
+                            path=output.directory,
+                            frame=frame.index,
+                            hint="check the free space and permissions of the output folder",
+                        ) from exc
+                summary.frames_written += 1
+                reporter.advance()
+
+            frames = _timed(source.frames(start, options.end, options.every, prefetch=0), clock)
+            if options.prefetch > 0:
+                frames = prefetch(frames, options.prefetch)
+            with closing(frames), BackgroundWriter(write, options.write_queue) as writer:
+                for frame in frames:
+                    current.index = frame.index
+                    if options.resume and sinks.is_complete(frame):
+                        summary.frames_skipped += 1
+                        reporter.advance()
+                        continue
+                    trimap = None
+                    if trimaps is not None:
+                        with clock.measure("preprocess"):
+                            trimap = trimaps.load(
+                                frame.name,
+                                frame.index,
+                                (frame.height, frame.width),
+                                resize=options.resize_trimaps,
+                            )
+                    alpha, fg = matter(frame, trimap)
+                    writer.submit(frame, alpha, fg)
+                current.index = None  # a failure while finishing the outputs is not one frame's
+    except Exception as exc:  # noqa: BLE001 - one input's failure must not stop the others
+        summary.fail(failure_text(exc, source.path, current.index))
+    finally:
+        summary.wall_seconds = time.perf_counter() - began
+        if summary.frames_total is None and not summary.failed:
+            summary.frames_total = summary.frames_written + summary.frames_skipped
+        source.close()
+
+
+def _warn_trimaps(trimaps: TrimapIndex, warned: set[Path], reporter: Reporter) -> None:
+    """One line per input about trimaps that were not clean 0/128/255 or had no definite region."""
+    new = [path for path in trimaps.remapped if path not in warned]
+    if new:
+        shown = ", ".join(f"{p.name} ({trimaps.remapped[p]} px)" for p in new[:NAMES_SHOWN])
+        more = f" and {len(new) - NAMES_SHOWN} more" if len(new) > NAMES_SHOWN else ""
+        reporter.warn(
+            f"{len(new)} trimap(s) had values other than 0/128/255 (anti-aliased or resized), "
+            f"quantised with thresholds 85 and 170: {shown}{more}"
+        )
+    empty = [path for path in sorted(trimaps.all_unknown) if path not in warned]
+    if empty:
+        shown = ", ".join(p.name for p in empty[:NAMES_SHOWN])
+        reporter.warn(f"{len(empty)} trimap(s) are unknown everywhere (no definite region): {shown}")
+    warned.update(new, empty)
+
+
+def run_pipeline(
+    specs: Sequence[str],
+    engine: Engine,
+    output: OutputSpec,
+    *,
+    trimap_spec: Path | None = None,
+    options: RunOptions | None = None,
+    reporter: Reporter | None = None,
+) -> RunSummary:
+    """Matte every input; return the summary (check ``summary.failed`` for the exit code).
+
+    Raises :class:`InputError` before any frame is processed for problems of the whole run
+    (options, trimaps, colliding outputs); failures of single inputs are in the summary.
+    """
+    options = options or RunOptions()
+    reporter = reporter or Reporter()
+    contract = engine.contract
+    fusion = check_options(contract, output, options, trimap_spec is not None)
+    trimaps = TrimapIndex.open(trimap_spec) if trimap_spec is not None else None
+    want_foreground = bool(
+        output.foreground or output.composite is not None or (output.video and output.video_content == "rgba")
+    )
+
+    def make_matter(clock: StageClock) -> FrameMatter:
+        return FrameMatter(
+            engine,
+            tiles=options.tiles,
+            tta=options.tta,
+            fusion=fusion,
+            want_foreground=want_foreground,
+            clock=clock,
+        )
+
+    items = [_open(spec, options) for spec in expand_inputs(specs)]
+    opened = [item for item in items if item.source is not None]
+    summary = RunSummary(
+        [item.summary for item in items],
+        run={
+            "model": contract.name,
+            "engine": engine.name,
+            "device": str(engine.device),
+            "tile": options.tiles.size,
+            "tta": options.tta,
+            "fusion": fusion,
+        },
+    )
+    with ExitStack() as stack:
+        for item in opened:
+            stack.callback(item.source.close)  # type: ignore[union-attr]
+        _check_outputs(opened, output)
+        if trimaps is not None:
+            _check_trimaps(opened, trimaps)
+        warned: set[Path] = set()
+        for item in items:
+            if item.source is not None:
+                _run_input(item, output, trimaps, options, make_matter, reporter)
+                if trimaps is not None:
+                    _warn_trimaps(trimaps, warned, reporter)
+            reporter.input_finished(item.summary)
+    return summary
