@@ -106,8 +106,7 @@ class TorchEngine:
         with torch.inference_mode():
             outputs = self.model(*self.tensors(inputs))
         return {
-            kind: value.float().cpu().numpy()
-            for kind, value in zip(self._output_kinds, outputs, strict=True)
+            kind: value.float().cpu().numpy() for kind, value in zip(self._output_kinds, outputs, strict=True)
         }
 
     def close(self) -> None:

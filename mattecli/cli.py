@@ -13,6 +13,7 @@ from mattecli.commands import build_engine as build_engine_cmd
 from mattecli.commands import eval as eval_cmd
 from mattecli.commands import export as export_cmd
 from mattecli.commands import info as info_cmd
+from mattecli.commands import refine_foregrounds as refine_fg_cmd
 from mattecli.commands import run as run_cmd
 from mattecli.commands import sample as sample_cmd
 
@@ -46,4 +47,5 @@ app.command("sample")(sample_cmd.sample)
 app.command("eval")(eval_cmd.evaluate)
 app.command("build-engine")(build_engine_cmd.build_engine)
 app.command("export")(export_cmd.export)
+app.command("refine-foregrounds")(refine_fg_cmd.refine_foregrounds)
 app.command("info")(info_cmd.info)

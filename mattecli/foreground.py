@@ -143,6 +143,21 @@ def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
 
 
+def check_method(method: str) -> None:
+    """Fail early, before any work, if ``method`` is unknown or its solver is not installed."""
+    if method not in METHODS:
+        raise InputError(f"unknown foreground method {method!r}", hint=f"use one of {', '.join(METHODS)}")
+    if method == "lsa":
+        return
+    try:
+        import pymatting  # noqa: F401
+    except ImportError as exc:
+        raise UnavailableError(
+            f"foreground method {method!r} needs pymatting, which is not installed",
+            hint="pip install pymatting (or mattecli[torch]), or use method lsa",
+        ) from exc
+
+
 def estimate_foreground(image: np.ndarray, alpha: np.ndarray, method: Method = "ml") -> np.ndarray:
     """The foreground colour of ``image`` (H×W×3, [0, 1]) under ``alpha`` (H×W, [0, 1]), valid everywhere.
 
@@ -151,17 +166,11 @@ def estimate_foreground(image: np.ndarray, alpha: np.ndarray, method: Method = "
     """
     if image.ndim != 3 or image.shape[2] != 3 or alpha.shape != image.shape[:2]:
         raise ValueError(f"expected H×W×3 image and H×W alpha, got {image.shape} and {alpha.shape}")
+    check_method(method)
     if method == "lsa":
         return refine_foreground(image, alpha)
-    if method not in METHODS:
-        raise InputError(f"unknown foreground method {method!r}", hint=f"use one of {', '.join(METHODS)}")
-    try:
-        import pymatting
-    except ImportError as exc:
-        raise UnavailableError(
-            f"foreground method {method!r} needs pymatting, which is not installed",
-            hint="pip install pymatting (or mattecli[torch]), or use --method lsa",
-        ) from exc
+    import pymatting
+
     solver = pymatting.estimate_foreground_ml if method == "ml" else pymatting.estimate_foreground_cf
     result = solver(np.asarray(image, dtype=np.float64), np.asarray(alpha, dtype=np.float64))
     return np.clip(result, 0.0, 1.0).astype(np.float32)

@@ -450,11 +450,14 @@ def _run_input(
         with Sinks(output, **item.sinks_kwargs) as sinks:  # type: ignore[arg-type]
             start = options.start
             if options.resume and item.frames:
-                pending = [f for f in item.frames if not sinks.is_complete(_stub(*f, source.path))]
-                summary.frames_skipped = len(item.frames) - len(pending)
-                if not pending:
+                # Frames before the first incomplete one are not even decoded; later complete
+                # frames (a run killed out of order) are skipped as they come.
+                complete = (sinks.is_complete(_stub(*f, source.path)) for f in item.frames)
+                first = next((k for k, done in enumerate(complete) if not done), len(item.frames))
+                summary.frames_skipped = first
+                if first == len(item.frames):
                     return
-                start = pending[0][1]  # on the --every stride, so the same frames are selected
+                start = item.frames[first][1]  # on the --every stride, so the same frames are selected
             reporter.input_started(summary, summary.frames_total, summary.frames_skipped)
 
             def write(frame: Frame, alpha: np.ndarray, fg: np.ndarray | None) -> None:

@@ -26,6 +26,8 @@ How this implementation feeds the network, and where it deviates from the paper'
   plain output is returned and no step is taken.
 * The BRMs are zeroed (and their gradients turned off) afterwards, also when a step fails, so
   the same engine can refine the next frame from the identity.
+* A descent that diverges (a learning rate far above the paper's makes ``exp(A)`` overflow into
+  NaN) is an error naming the learning rate, not a NaN matte written to disk.
 """
 
 from __future__ import annotations
@@ -89,7 +91,11 @@ class _Costs:
     edge_pixels: int
 
     def c1(self, alpha: torch.Tensor) -> torch.Tensor:
-        violation = alpha[self.background_edge].square().sum() + (1 - alpha[self.foreground_edge]).square().sum()
+        if not self.edge_pixels:
+            return alpha.new_zeros(())
+        violation = (
+            alpha[self.background_edge].square().sum() + (1 - alpha[self.foreground_edge]).square().sum()
+        )
         return violation / self.edge_pixels
 
     def c2(self, alpha: torch.Tensor, initial: torch.Tensor) -> torch.Tensor:
@@ -132,12 +138,14 @@ def backprop_refine(
     import torch
 
     network = _refinable_network(engine)
-    if steps < 0 or lr <= 0:
+    if steps < 0 or not lr > 0:
         raise InputError(f"refinement needs steps >= 0 and a positive learning rate, got {steps} and {lr}")
     tensors = dict(zip((kind for _, kind in engine.contract.inputs), engine.tensors(inputs), strict=True))
     image, trimap_1ch = tensors["image"], tensors["trimap_1ch"]
     if image.shape[0] != 1:
-        raise ValueError(f"backpropagating refinement takes one image at a time, got a batch of {image.shape[0]}")
+        raise ValueError(
+            f"backpropagating refinement takes one image at a time, got a batch of {image.shape[0]}"
+        )
     if trimap.shape != tuple(image.shape[2:]):
         raise ValueError(f"trimap is {trimap.shape}, the network input {tuple(image.shape[2:])}")
 
@@ -157,9 +165,8 @@ def backprop_refine(
         with torch.no_grad():
             features = network.encode(torch.cat([engine.model.normalise(image), trimap_1ch], dim=1))
             initial = network.decode(features)[0, 0]
-        c1_before = costs.c1(initial).item() if costs.edge_pixels else 0.0
-        if not costs.edge_pixels:
-            steps = 0
+        c1_before = costs.c1(initial).item()
+        steps = steps if costs.edge_pixels else 0
         for p in parameters:
             p.requires_grad_(True)
         optimiser = torch.optim.SGD(parameters, lr=lr, momentum=0.0)  # plain gradient descent
@@ -172,8 +179,13 @@ def backprop_refine(
                 optimiser.step()
         with torch.no_grad():
             refined = network.decode(features)
-            c1_after = costs.c1(refined[0, 0]).item() if costs.edge_pixels else 0.0
+            c1_after = costs.c1(refined[0, 0]).item()
             c2_after = costs.c2(refined[0, 0], initial).item()
+        if not torch.isfinite(refined).all():
+            raise InputError(
+                f"backpropagating refinement diverged (non-finite alpha after {steps} steps at lr {lr:g})",
+                hint="lower --refine-lr (the paper's value is 20)",
+            )
     finally:
         for p in parameters:
             p.requires_grad_(False)

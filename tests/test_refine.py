@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,8 +15,9 @@ from torch import nn  # noqa: E402
 from engines.base import Device  # noqa: E402
 from engines.torch import TorchEngine  # noqa: E402
 from mattecli.errors import InputError  # noqa: E402
+from mattecli.inputs import build_inputs  # noqa: E402
 from mattecli.media.imageio import read_gray, read_image  # noqa: E402
-from mattecli.preprocess import two_channel_trimap  # noqa: E402
+from mattecli.models import contract_for  # noqa: E402
 from mattecli.refine import RefineResult, backprop_refine, region_boundary  # noqa: E402
 from training.registry import checkpoint_dict, random_model  # noqa: E402
 
@@ -25,13 +27,8 @@ CROP = np.s_[96:192, 432:528]
 
 
 def lsa_inputs(rgb: np.ndarray, trimap: np.ndarray) -> dict[str, np.ndarray]:
-    """The LSA contract's inputs for one image: RGB in [0, 1] and the 0 / 0.5 / 1 trimap, 1xCxHxW."""
-    two = two_channel_trimap(trimap)
-    one = two[..., 1] + 0.5 * (1.0 - two[..., 0] - two[..., 1])
-    return {
-        "image": np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], dtype=np.float32),
-        "trimap_1ch": np.ascontiguousarray(one[None, None], dtype=np.float32),
-    }
+    """The LSA contract's inputs for one image, as ``run`` builds them, with a batch axis (1xCxHxW)."""
+    return {kind: a[None] for kind, a in build_inputs(contract_for("lsa"), rgb, trimap).arrays.items()}
 
 
 def save_random(tmp: Path, name: str) -> Path:
@@ -59,15 +56,25 @@ def calibrate_batchnorm(engine: TorchEngine, inputs: dict[str, np.ndarray]) -> N
 
 
 @pytest.fixture(scope="module")
-def lsa(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> tuple[TorchEngine, dict, np.ndarray]:
-    """A seeded random LSA network calibrated on a real crop, with that crop's inputs and trimap."""
+def lsa(
+    tmp_path_factory: pytest.TempPathFactory, shared_data: Path
+) -> Iterator[tuple[TorchEngine, dict, np.ndarray]]:
+    """A seeded random LSA network calibrated on a real crop, with that crop's inputs and trimap.
+
+    One intra-op thread (restored afterwards): on a CPU shared with other jobs, two threads made
+    the 100 small decoder steps ten times slower (57 s against 5.8 s, measured).
+    """
     root = shared_data / "alphamatting"
     rgb = read_image(root / "image" / "GT01.png")[CROP].astype(np.float32) / 255.0
     trimap = read_gray(root / "trimap" / "GT01.png")[CROP]
     inputs = lsa_inputs(rgb, trimap)
-    engine = TorchEngine(save_random(tmp_path_factory.mktemp("lsa"), "lsa"), Device("cpu"))
-    calibrate_batchnorm(engine, inputs)
-    return engine, inputs, trimap
+    threads = torch.get_num_threads()
+    try:
+        engine = TorchEngine(save_random(tmp_path_factory.mktemp("lsa"), "lsa"), Device("cpu"), threads=1)
+        calibrate_batchnorm(engine, inputs)
+        yield engine, inputs, trimap
+    finally:
+        torch.set_num_threads(threads)
 
 
 @dataclass
@@ -190,6 +197,21 @@ def test_resets_the_brms_when_a_step_fails(lsa: tuple) -> None:
     finally:
         handle.remove()
     assert all(torch.count_nonzero(p) == 0 and not p.requires_grad for p in network.brm_parameters())
+
+
+def test_divergence_is_an_error_and_leaves_the_engine_usable(lsa: tuple, refined: Refined) -> None:
+    """Measured on this crop: lr 1e4 turns alpha into NaN within 10 steps (lr 200 still converges)."""
+    engine, inputs, trimap = lsa
+    with pytest.raises(InputError, match=r"diverged \(non-finite alpha after 10 steps at lr 10000\)"):
+        backprop_refine(engine, inputs, trimap, steps=10, lr=1e4)
+    assert np.array_equal(engine.infer(inputs)["alpha"], refined.plain_before)
+
+
+def test_bad_step_count_or_learning_rate(lsa: tuple) -> None:
+    engine, inputs, trimap = lsa
+    for steps, lr in ((-1, 20.0), (100, 0.0), (100, float("nan"))):
+        with pytest.raises(InputError, match="steps >= 0 and a positive learning rate"):
+            backprop_refine(engine, inputs, trimap, steps=steps, lr=lr)
 
 
 def test_trimap_without_definite_regions_takes_no_step(lsa: tuple) -> None:

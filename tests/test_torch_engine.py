@@ -13,16 +13,15 @@ import engines.torch as torch_engine  # noqa: E402
 from engines.base import Device, open_engine  # noqa: E402
 from engines.torch import TorchEngine  # noqa: E402
 from mattecli.errors import EXIT_UNAVAILABLE, InputError, UnavailableError  # noqa: E402
+from mattecli.inputs import build_inputs  # noqa: E402
 from mattecli.media.imageio import read_gray, read_image  # noqa: E402
-from mattecli.preprocess import fba_inputs  # noqa: E402
+from mattecli.models import contract_for  # noqa: E402
 from training.export import export_onnx  # noqa: E402
 from training.registry import checkpoint_dict, random_model  # noqa: E402
 
 MODEL = "fba-resnet18"
 # 128 x 160 (non-square, multiples of FBA's 8) of GT01 with background, unknown band and foreground.
 CROP = np.s_[80:208, 416:576]
-# fba_inputs' argument names -> the contract's input kinds.
-FBA_KINDS = {"image": "image", "two_chan_trimap": "trimap_2ch", "trimap_transformed": "trimap_gauss6"}
 
 
 @pytest.fixture(scope="module")
@@ -41,12 +40,12 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def crop(shared_data: Path) -> dict[str, np.ndarray]:
-    """A real image crop and its Trimap1 in FBA's encodings, keyed by input kind (1xCxHxW)."""
+    """A real image crop and its Trimap1 in FBA's encodings as ``run`` builds them (1xCxHxW)."""
     root = shared_data / "alphamatting"
     rgb = read_image(root / "image" / "GT01.png")[CROP].astype(np.float32) / 255.0
     trimap = read_gray(root / "trimap" / "GT01.png")[CROP]
     assert {0, 128, 255} <= set(np.unique(trimap).tolist())
-    return {FBA_KINDS[name]: value for name, value in fba_inputs(rgb, trimap).items()}
+    return {kind: a[None] for kind, a in build_inputs(contract_for(MODEL), rgb, trimap).arrays.items()}
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +70,9 @@ def test_matches_onnxruntime_on_a_real_crop(
     assert engine.contract.inputs == ort_engine.contract.inputs
 
 
-def test_contiguous_float32_inputs_are_shared_not_copied(engine: TorchEngine, crop: dict[str, np.ndarray]) -> None:
+def test_contiguous_float32_inputs_are_shared_not_copied(
+    engine: TorchEngine, crop: dict[str, np.ndarray]
+) -> None:
     tensors = engine.tensors(crop)
     assert [tuple(t.shape[1:2]) for t in tensors] == [(3,), (2,), (6,)]  # contract order
     assert np.shares_memory(tensors[0].numpy(), crop["image"])
@@ -146,3 +147,9 @@ def test_without_torch_the_engine_says_what_to_install(
     with pytest.raises(UnavailableError, match="needs PyTorch") as info:
         open_engine("torch", files["checkpoint"], "cpu")
     assert "mattecli[torch]" in str(info.value)
+
+
+def test_an_onnx_file_is_not_a_checkpoint(files: dict[str, Path]) -> None:
+    with pytest.raises(InputError, match="cannot read this as a PyTorch checkpoint") as info:
+        open_engine("torch", files["onnx"], "cpu")
+    assert info.value.path == files["onnx"]

@@ -28,19 +28,21 @@ Choices where the papers are silent, and why
       overhang the image average what they cover, so no pixel is dropped at any scale and crops
       smaller than 16 px still have five scales.
     * Laplacian pyramid (FBA, GFM): Burt & Adelson's, with the fixed 5×5 binomial kernel
-      ``[1, 4, 6, 4, 1]ᵀ[1, 4, 6, 4, 1] / 256`` (a Gaussian of σ ≈ 1) and reflect padding. REDUCE
-      blurs and keeps every second row and column (even indices); EXPAND puts the coarse samples
-      back at the even indices of the finer grid, zeros elsewhere, and blurs with 4× the kernel.
-      Level s (s = 1…5) is the band ``G_{s−1} − EXPAND(REDUCE(G_{s−1}))`` with ``G_0`` the input and
-      ``G_s = REDUCE(G_{s−1})``: five band-pass levels; the low-pass residual ``G_5`` is not a level
-      (the L1 alpha term already supervises the mean). Reflection keeps the parity of the
-      zero-inserted grid, so a constant image has all bands exactly 0, up to every border. The
-      pyramid is linear, so the loss is computed on the pyramid of the error ``mask·(α̂ − α)``: this
-      is also what masking both inputs before the pyramid gives (as GFM's reference code does), and
-      the loss never sees pixels outside the mask. The coefficients of every level are summed with
-      the level's weight (FBA ``2^{s−1}``, GFM 1) and divided by the mask's pixel count at full
-      resolution: the papers' Σ over levels and pixels, normalised like every other loss. Five
-      levels need a height and width of at least 33 px.
+      ``[1, 4, 6, 4, 1]ᵀ[1, 4, 6, 4, 1] / 256`` (a discrete Gaussian of variance 1 per axis) and
+      reflect padding. REDUCE blurs and keeps every second row and column (even indices); EXPAND
+      puts the coarse samples back at the even indices of the finer grid, zeros elsewhere, and
+      blurs with 4× the kernel. Level s (s = 1…5) is the band ``G_{s−1} − EXPAND(REDUCE(G_{s−1}))``
+      with ``G_0`` the input and ``G_s = REDUCE(G_{s−1})``: five band-pass levels; the low-pass
+      residual ``G_5`` is not a level (the L1 alpha term already supervises the mean). Reflection
+      keeps the parity of the zero-inserted grid, so a constant image has all bands 0 (up to
+      rounding), up to every border. The pyramid is linear, so the loss is computed on the pyramid
+      of the error ``mask·(α̂ − α)``: this is also what masking both inputs before the pyramid
+      gives (as GFM's reference code does), and the loss never sees pixels outside the mask (the
+      mask's border is an edge of the masked error, so a constant error inside the mask still
+      costs something there). The coefficients of every level are summed with the level's weight
+      (FBA ``2^{s−1}``, GFM 1) and divided by the mask's pixel count at full resolution: the
+      papers' Σ over levels and pixels, normalised like every other loss. Five levels need a
+      height and width of at least 33 px.
     * Gradients (FBA's gradient and exclusion losses): forward finite differences
       ``∂x = x[i, j+1] − x[i, j]`` and ``∂y = x[i+1, j] − x[i, j]``, set to 0 on the last column/row,
       each assigned to the pixel it starts from; ``‖∇x‖₁`` at a pixel is ``Σ_c |∂x| + |∂y|``. Plain
@@ -152,13 +154,20 @@ def _region_mean(per_pixel: torch.Tensor, mask: torch.Tensor | None) -> torch.Te
 def _checked_mask(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     n, _, h, w = like.shape
     if mask.dim() != 4 or mask.shape[1] != 1 or (mask.shape[0], *mask.shape[2:]) != (n, h, w):
-        raise ValueError(f"mask must be {n}×1×{h}×{w} to weight a {tuple(like.shape)} loss, got {tuple(mask.shape)}")
+        raise ValueError(
+            f"mask must be {n}×1×{h}×{w} to weight a {tuple(like.shape)} loss, got {tuple(mask.shape)}"
+        )
     return mask.to(like.dtype)
 
 
 def _count(weights: torch.Tensor) -> torch.Tensor:
-    """Σ weights, floored at the dtype's smallest normal number so an empty mask divides 0 by it."""
-    return weights.sum().clamp_min(torch.finfo(weights.dtype).tiny)
+    """Σ weights, or 1 for an empty mask: its numerator is 0, so the loss and its gradient are 0.
+
+    (Clamping at a tiny positive count instead would scale the zero gradient by ~1e38 and turn
+    it into NaN where the Laplacian's convolutions multiply it by zero weights.)
+    """
+    count = weights.sum()
+    return torch.where(count > 0, count, torch.ones_like(count))
 
 
 def _check_pair(pred: torch.Tensor, target: torch.Tensor) -> None:
@@ -178,7 +187,11 @@ def l1_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None 
 
 
 def charbonnier_loss(
-    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None, *, eps: float = CHARBONNIER_EPS
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    *,
+    eps: float = CHARBONNIER_EPS,
 ) -> torch.Tensor:
     """DIM's alpha-prediction loss ``Σ sqrt((α̂ − α)² + ε²) / |mask|`` (GFM's L_α, AlphaGAN's L_alpha).
 
@@ -216,7 +229,10 @@ def composition_l1_loss(
     image: torch.Tensor,
     mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """FBA's ``Σ ‖C − αF − (1 − α)B‖₁ / |mask|``; pass predicted α with GT F, B (Lc_α) or the reverse (Lc_FB)."""
+    """FBA's ``Σ ‖C − αF − (1 − α)B‖₁ / |mask|``.
+
+    Predicted α with GT F and B gives Lc_α; GT α with predicted F and B gives Lc_FB.
+    """
     return l1_loss(composite(alpha, fg, bg), image, mask)
 
 
@@ -367,7 +383,8 @@ def gfm_loss(output: GFMOutput, target: MattingTarget, *, rosta: str) -> dict[st
         raise ValueError(f"rosta must be one of {tuple(GLANCE_CLASSES)}, got {rosta!r}")
     if output.glance.shape[1] != len(GLANCE_CLASSES[rosta]):
         raise ValueError(
-            f"GFM-{rosta} has {len(GLANCE_CLASSES[rosta])} glance classes, the output has {output.glance.shape[1]}"
+            f"GFM-{rosta} has {len(GLANCE_CLASSES[rosta])} glance classes, "
+            f"the output has {output.glance.shape[1]}"
         )
     focus_target = 1.0 - target.alpha if rosta == "BT" else target.alpha
     transition = target.region

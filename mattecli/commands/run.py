@@ -36,6 +36,7 @@ def run(
         ...,
         help="Videos, image-sequence folders or patterns (shot.%04d.exr, shot.####.exr), photos; "
         "several at once, globs allowed.",
+        metavar="INPUT",
         show_default=False,
     ),
     output: Path = typer.Option(..., "--output", "-o", help="Output folder (alpha/, fg/, comp/, videos)."),
@@ -49,7 +50,12 @@ def run(
         help="ONNX file from `mattecli export` (.engine for trt, checkpoint for torch).",
     ),
     engine: Literal["ort", "torch", "trt"] = typer.Option("ort", "--engine", help="Inference backend."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    device: str | None = typer.Option(
+        None,
+        "--device",
+        help="cpu, cuda or cuda:N (default: cuda for trt, cpu otherwise).",
+        show_default=False,
+    ),
     threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads for ONNX Runtime."),
     start: int | None = typer.Option(None, "--start", help="First frame number to process (inclusive)."),
     end: int | None = typer.Option(None, "--end", help="Last frame number to process (inclusive)."),
@@ -61,7 +67,7 @@ def run(
     batch: int = typer.Option(4, "--batch", min=1, help="Tiles per engine call."),
     no_tile: bool = typer.Option(False, "--no-tile", help="Run each whole frame at once instead of tiles."),
     fusion: bool | None = typer.Option(
-        None, "--fusion/--no-fusion", help="FBA F/B/alpha fusion [default: on when the model supports it]."
+        None, "--fusion/--no-fusion", help="FBA F/B/alpha fusion (default: on when the model supports it)."
     ),
     tta: Literal["none", "flip", "full"] = typer.Option(
         "none", "--tta", help="Test-time augmentation: flip = 2 passes, full = 3 scales x 8 transforms."
@@ -78,7 +84,7 @@ def run(
     premultiplied: bool | None = typer.Option(
         None,
         "--premultiplied/--straight",
-        help="Colour convention [default: each format's own: EXR premultiplied, PNG and video straight].",
+        help="Colour convention (default: each format's own: EXR premultiplied, PNG and video straight).",
     ),
     composite: str | None = typer.Option(
         None, "--composite", help="Composite over a colour (#rrggbb or r,g,b) or a background image."
@@ -141,6 +147,8 @@ def run(
             tta,
             resize_trimaps,
         )
+        # A TensorRT engine exists only for a GPU, so --engine trt alone means the first GPU.
+        device = device or ("cuda" if engine == "trt" else "cpu")
         matting = open_engine(engine, model, device, threads=threads)
         try:
             with _ProgressReporter(quiet) as reporter:

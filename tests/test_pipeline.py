@@ -1,0 +1,411 @@
+"""The frame pipeline with small real ONNX networks: outputs, counts, tiling, resume, failures, threads."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from engines.base import open_engine
+from mattecli.errors import InputError
+from mattecli.media.imageio import read_gray, write_image
+from mattecli.media.sinks import OutputSpec
+from mattecli.models import METADATA_KEY, ModelContract
+from mattecli.pipeline import BackgroundWriter, RunOptions, TileOptions, expand_inputs, run_pipeline
+from mattecli.summary import STAGES, InputSummary, Reporter, StageClock
+
+FBA_LIKE = ModelContract(
+    name="fba-like-test",
+    architecture="fba",
+    paper="test network with FBA's inputs and outputs: two 3x3 convolutions",
+    inputs=(("image", "image"), ("trimap", "trimap_2ch"), ("trimap_gauss", "trimap_gauss6")),
+    outputs=(("alpha", "alpha"), ("foreground", "foreground"), ("background", "background")),
+    size_multiple=8,
+    fusion="fba",
+    global_context=False,
+)
+IMAGE_ONLY = ModelContract(
+    name="image-only-test",
+    architecture="gfm",
+    paper="test network without trimap: one 3x3 convolution",
+    inputs=(("image", "image"),),
+    outputs=(("alpha", "alpha"),),
+    size_multiple=8,
+    needs_trimap=False,
+    global_context=False,
+)
+HEIGHT, WIDTH = 44, 60  # not multiples of 8: padding is exercised
+SEQUENCE = range(1, 7)
+
+
+def _conv(
+    nodes: list, inits: list, rng: np.random.Generator, src: str, dst: str, c_in: int, c_out: int
+) -> None:
+    w = rng.standard_normal((c_out, c_in, 3, 3)).astype(np.float32) * 0.3
+    b = rng.standard_normal(c_out).astype(np.float32) * 0.1
+    inits += [numpy_helper.from_array(w, f"{dst}_w"), numpy_helper.from_array(b, f"{dst}_b")]
+    nodes.append(helper.make_node("Conv", [src, f"{dst}_w", f"{dst}_b"], [dst], pads=[1, 1, 1, 1]))
+
+
+def _save(path: Path, contract: ModelContract, nodes: list, inits: list, channels: dict[str, int]) -> Path:
+    value = lambda name, c: helper.make_tensor_value_info(name, TensorProto.FLOAT, ["n", c, "h", "w"])  # noqa: E731
+    inputs = [value(name, channels[name]) for name, _ in contract.inputs]
+    outputs = [value(name, channels[name]) for name, _ in contract.outputs]
+    model = helper.make_model(
+        helper.make_graph(nodes, contract.name, inputs, outputs, inits),
+        opset_imports=[helper.make_opsetid("", 21)],
+    )
+    model.ir_version = 10
+    helper.set_model_props(model, {METADATA_KEY: contract.to_json()})
+    onnx.save(model, path)
+    return path
+
+
+def fba_like_onnx(path: Path) -> Path:
+    """alpha = sigmoid(conv(relu(conv(image, trimap, gauss)))), foreground = image, background = 1 - image.
+
+    Receptive-field radius 2, so tiles with 8 pixels of context stitch exactly."""
+    rng = np.random.default_rng(11)
+    nodes = [helper.make_node("Concat", ["image", "trimap", "trimap_gauss"], ["x"], axis=1)]
+    inits: list = []
+    _conv(nodes, inits, rng, "x", "c0", 11, 4)
+    nodes.append(helper.make_node("Relu", ["c0"], ["r0"]))
+    _conv(nodes, inits, rng, "r0", "c1", 4, 1)
+    nodes.append(helper.make_node("Sigmoid", ["c1"], ["alpha"]))
+    nodes.append(helper.make_node("Identity", ["image"], ["foreground"]))
+    inits.append(numpy_helper.from_array(np.ones((1, 1, 1, 1), np.float32), "one"))
+    nodes.append(helper.make_node("Sub", ["one", "image"], ["background"]))
+    channels = {"image": 3, "trimap": 2, "trimap_gauss": 6, "alpha": 1, "foreground": 3, "background": 3}
+    return _save(path, FBA_LIKE, nodes, inits, channels)
+
+
+def image_only_onnx(path: Path) -> Path:
+    rng = np.random.default_rng(12)
+    nodes: list = []
+    inits: list = []
+    _conv(nodes, inits, rng, "image", "c0", 3, 1)
+    nodes.append(helper.make_node("Sigmoid", ["c0"], ["alpha"]))
+    return _save(path, IMAGE_ONLY, nodes, inits, {"image": 3, "alpha": 1})
+
+
+def _picture(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    return cv2.resize(small, (WIDTH, HEIGHT), interpolation=cv2.INTER_CUBIC)
+
+
+def _trimap(shift: int) -> np.ndarray:
+    yy, xx = np.mgrid[:HEIGHT, :WIDTH]
+    r = np.hypot(yy - HEIGHT / 2, xx - WIDTH / 2 - shift)
+    return np.where(r < 10, 255, np.where(r < 16, 128, 0)).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    folder = tmp_path_factory.mktemp("models")
+    fba = open_engine("ort", fba_like_onnx(folder / "fba_like.onnx"), "cpu", threads=1)
+    plain = open_engine("ort", image_only_onnx(folder / "image_only.onnx"), "cpu", threads=1)
+    yield {"fba": fba, "image_only": plain}
+    fba.close()
+    plain.close()
+
+
+@pytest.fixture()
+def data(tmp_path: Path) -> Path:
+    """shot/shot.0001-0006.png (a sequence), stills/a.png and b.png, trimaps/ for all of them."""
+    (tmp_path / "shot").mkdir()
+    (tmp_path / "stills").mkdir()
+    for n in SEQUENCE:
+        write_image(tmp_path / "shot" / f"shot.{n:04d}.png", _picture(n))
+        write_image(tmp_path / "trimaps" / f"shot.{n:04d}.png", _trimap(n))
+    for i, name in enumerate("ab"):
+        write_image(tmp_path / "stills" / f"{name}.png", _picture(20 + i))
+        write_image(tmp_path / "trimaps" / f"{name}.png", _trimap(-3 * i))
+    return tmp_path
+
+
+class Events(Reporter):
+    def __init__(self) -> None:
+        self.advanced = 0
+        self.started: list[tuple[str, int | None, int]] = []
+        self.finished: list[InputSummary] = []
+        self.warnings: list[str] = []
+
+    def input_started(self, item: InputSummary, total: int | None, done: int) -> None:
+        self.started.append((Path(item.path).name, total, done))
+
+    def advance(self) -> None:
+        self.advanced += 1
+
+    def input_finished(self, item: InputSummary) -> None:
+        self.finished.append(item)
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+
+def _mtimes(folder: Path) -> dict[str, tuple[int, int]]:
+    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in sorted(folder.iterdir())}
+
+
+def test_sequence_and_stills_are_matted_with_known_regions_exact(models: dict, data: Path) -> None:
+    out = data / "out"
+    events = Events()
+    summary = run_pipeline(
+        [str(data / "shot"), str(data / "stills")],
+        models["fba"],
+        OutputSpec(out, alpha="png16", foreground="png8"),
+        trimap_spec=data / "trimaps",
+        reporter=events,
+    )
+    assert not summary.failed
+    seq, stills = summary.inputs
+    assert (seq.kind, seq.frames_total, seq.frames_written, seq.frames_skipped) == ("sequence", 6, 6, 0)
+    assert (stills.kind, stills.frames_total, stills.frames_written) == ("stills", 2, 2)
+    assert events.advanced == 8 and [s.path for s in events.finished] == [seq.path, stills.path]
+    assert events.started == [("shot", 6, 0), ("stills", 2, 0)]
+    names = sorted(p.name for p in (out / "alpha").iterdir())
+    assert names == ["a.png", "b.png"] + [f"shot.{n:06d}.png" for n in SEQUENCE]
+    for n in SEQUENCE:
+        alpha = read_gray(out / "alpha" / f"shot.{n:06d}.png")
+        assert alpha.dtype == np.uint16 and alpha.shape == (HEIGHT, WIDTH)
+        trimap = _trimap(n)
+        assert (alpha[trimap == 0] == 0).all() and (alpha[trimap == 255] == 65535).all()
+        unknown = alpha[trimap == 128]
+        assert 0 < unknown.min() < unknown.max() < 65535  # the network's (fused) values
+        fg = cv2.imread(str(out / "fg" / f"shot.{n:06d}.png"), cv2.IMREAD_UNCHANGED)
+        assert fg.shape == (HEIGHT, WIDTH, 4) and fg.dtype == np.uint8
+    totals = summary.to_json()["totals"]
+    assert (totals["frames_total"], totals["frames_written"], totals["failed"]) == (8, 8, 0)
+    for item in summary.to_json()["inputs"]:
+        assert set(item["seconds"]) == set(STAGES)
+        assert item["seconds"]["engine"] > 0 and item["seconds"]["write"] > 0 and item["fps"] > 0
+
+
+def test_tiled_inference_matches_whole_frames_for_a_local_network(models: dict, data: Path) -> None:
+    outputs = {}
+    for label, tiles in (
+        ("whole", TileOptions(size=None)),
+        ("tiled", TileOptions(32, context=8, blend=4, batch=1)),
+    ):
+        summary = run_pipeline(
+            [str(data / "stills" / "a.png")],
+            models["fba"],
+            OutputSpec(data / label, alpha="exr"),
+            trimap_spec=data / "trimaps",
+            options=RunOptions(tiles=tiles, fusion=False),
+        )
+        assert summary.inputs[0].frames_written == 1
+        outputs[label] = read_gray(data / label / "alpha" / "a.exr")
+    np.testing.assert_allclose(outputs["tiled"], outputs["whole"], atol=1e-5)
+    assert np.abs(outputs["whole"] - (_trimap(0) == 255)).max() > 0.05  # the network did something
+
+
+def test_frame_ranges_and_resume_skip_complete_frames_without_rewriting_them(
+    models: dict, data: Path
+) -> None:
+    out = data / "out"
+    spec = OutputSpec(out)
+    shot = [str(data / "shot")]
+    first = run_pipeline(
+        shot, models["fba"], spec, trimap_spec=data / "trimaps", options=RunOptions(start=2, end=6, every=2)
+    )
+    assert (first.inputs[0].frames_total, first.inputs[0].frames_written) == (3, 3)
+    assert sorted(p.name for p in (out / "alpha").iterdir()) == [f"shot.{n:06d}.png" for n in (2, 4, 6)]
+    before = _mtimes(out / "alpha")
+    time.sleep(0.01)
+    events = Events()
+    again = run_pipeline(
+        shot,
+        models["fba"],
+        spec,
+        trimap_spec=data / "trimaps",
+        options=RunOptions(resume=True),
+        reporter=events,
+    )
+    item = again.inputs[0]
+    assert (item.frames_total, item.frames_written, item.frames_skipped) == (6, 3, 3)
+    assert events.started == [("shot", 6, 0)]  # frame 1 is missing, so decoding starts there
+    after = _mtimes(out / "alpha")
+    assert len(after) == 6
+    assert {name: after[name] for name in before} == before  # same inode, same mtime: not rewritten
+    for n in (5, 6):  # a chunk killed near its end: the complete frames before it are not even decoded
+        (out / "alpha" / f"shot.{n:06d}.png").unlink()
+    events = Events()
+    tail = run_pipeline(
+        shot,
+        models["fba"],
+        spec,
+        trimap_spec=data / "trimaps",
+        options=RunOptions(resume=True),
+        reporter=events,
+    )
+    assert (tail.inputs[0].frames_written, tail.inputs[0].frames_skipped) == (2, 4)
+    assert events.started == [("shot", 6, 4)]
+    after = _mtimes(out / "alpha")
+    done = run_pipeline(
+        shot, models["fba"], spec, trimap_spec=data / "trimaps", options=RunOptions(resume=True)
+    )
+    assert (done.inputs[0].frames_written, done.inputs[0].frames_skipped) == (0, 6)
+    assert _mtimes(out / "alpha") == after
+
+
+def test_a_failing_input_is_recorded_and_the_others_still_run(models: dict, data: Path) -> None:
+    bad = data / "broken.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
+    wrong = data / "trimaps" / "shot.0004.png"
+    write_image(wrong, np.zeros((HEIGHT + 2, WIDTH), np.uint8))
+    summary = run_pipeline(
+        [str(bad), str(data / "shot"), str(data / "stills")],
+        models["fba"],
+        OutputSpec(data / "out"),
+        trimap_spec=data / "trimaps",
+    )
+    broken, shot, stills = summary.inputs
+    assert broken.failed and broken.kind is None and str(bad) in (broken.error or "")
+    assert shot.failed and "frame 4" in (shot.error or "") and "shot.0004.png" in (shot.error or "")
+    assert shot.frames_written == 3  # frames 1-3 were written before frame 4 failed
+    assert not stills.failed and stills.frames_written == 2
+    assert len(summary.failed) == 2 and summary.to_json()["totals"]["failed"] == 2
+    fixed = run_pipeline(
+        [str(data / "shot")],
+        models["fba"],
+        OutputSpec(data / "fixed"),
+        trimap_spec=data / "trimaps",
+        options=RunOptions(resize_trimaps=True),
+    )
+    assert fixed.inputs[0].frames_written == 6
+
+
+def test_whole_run_problems_are_refused_before_any_output_exists(models: dict, data: Path) -> None:
+    out = data / "out"
+    (data / "trimaps" / "shot.0003.png").unlink()
+    (data / "trimaps" / "b.png").unlink()
+    with pytest.raises(InputError, match=r"no trimap for 2 of 8 frames: shot \(frame 3\), b \(frame 1\)"):
+        run_pipeline(
+            [str(data / "shot"), str(data / "stills")],
+            models["fba"],
+            OutputSpec(out),
+            trimap_spec=data / "trimaps",
+        )
+    assert not out.exists()
+    (data / "other").mkdir()
+    write_image(data / "other" / "a.png", _picture(30))
+    with pytest.raises(InputError, match="would both write"):
+        run_pipeline(
+            [str(data / "stills" / "a.png"), str(data / "other" / "a.png")],
+            models["fba"],
+            OutputSpec(out),
+            trimap_spec=data / "trimaps",
+        )
+    refusals = [
+        (models["fba"], OutputSpec(out, video="prores"), RunOptions(resume=True), "cannot be appended"),
+        (models["fba"], OutputSpec(out), RunOptions(start=5, end=2), "ends"),
+        (
+            models["fba"],
+            OutputSpec(out),
+            RunOptions(tiles=TileOptions(64, context=30, blend=8)),
+            "tiling options",
+        ),
+        (models["image_only"], OutputSpec(out, foreground="png8"), RunOptions(), "gives no foreground"),
+        (models["image_only"], OutputSpec(out), RunOptions(fusion=True), "FBA fusion"),
+    ]
+    for engine, spec, options, message in refusals:
+        with pytest.raises(InputError, match=message):
+            run_pipeline([str(data / "shot")], engine, spec, trimap_spec=data / "trimaps", options=options)
+    with pytest.raises(InputError, match="needs a trimap"):
+        run_pipeline([str(data / "shot")], models["fba"], OutputSpec(out))
+    with pytest.raises(InputError, match="photos cannot be written as a video"):
+        run_pipeline(
+            [str(data / "stills")], models["fba"], OutputSpec(out, video="ffv1"), trimap_spec=data / "trimaps"
+        )
+    assert not out.exists()
+
+
+def test_a_model_without_trimap_computes_every_pixel(models: dict, data: Path) -> None:
+    summary = run_pipeline(
+        [str(data / "stills")], models["image_only"], OutputSpec(data / "out", alpha="exr")
+    )
+    assert summary.inputs[0].frames_written == 2 and summary.run["fusion"] is False
+    alpha = read_gray(data / "out" / "alpha" / "a.exr")
+    assert alpha.shape == (HEIGHT, WIDTH) and alpha.min() > 0 and alpha.max() < 1
+
+
+def test_anti_aliased_trimaps_are_quantised_with_a_warning(models: dict, data: Path) -> None:
+    soft = cv2.GaussianBlur(_trimap(0), (5, 5), 0)
+    write_image(data / "trimaps" / "a.png", soft)
+    events = Events()
+    summary = run_pipeline(
+        [str(data / "stills")],
+        models["fba"],
+        OutputSpec(data / "out"),
+        trimap_spec=data / "trimaps",
+        reporter=events,
+    )
+    assert not summary.failed
+    assert len(events.warnings) == 1 and "1 trimap(s)" in events.warnings[0] and "a.png" in events.warnings[0]
+    alpha = read_gray(data / "out" / "alpha" / "a.png")
+    assert (alpha[soft > 170] == 65535).all() and (alpha[soft < 85] == 0).all()
+
+
+def test_quoted_globs_expand_to_videos_but_image_globs_stay_one_input(data: Path) -> None:
+    for name in ("b.mov", "a.mp4"):
+        (data / name).write_bytes(b"")
+    assert expand_inputs([str(data / "*.m*")]) == [str(data / "a.mp4"), str(data / "b.mov")]
+    assert expand_inputs([str(data / "shot" / "shot.*.png")]) == [str(data / "shot" / "shot.*.png")]
+    assert expand_inputs([str(data / "nothing*.mp4")]) == [str(data / "nothing*.mp4")]
+
+
+def test_the_writer_queue_is_bounded_and_its_failures_reach_the_submitter() -> None:
+    release = threading.Event()
+    written: list[int] = []
+
+    def slow(n: int) -> None:
+        release.wait(5)
+        written.append(n)
+
+    writer = BackgroundWriter(slow, maxsize=2)
+    submitted: list[int] = []
+
+    def submit_all() -> None:
+        for n in range(6):
+            writer.submit(n)
+            submitted.append(n)
+
+    feeder = threading.Thread(target=submit_all)
+    feeder.start()
+    time.sleep(0.3)
+    assert len(submitted) == 3  # one item being written, two queued: the third waits
+    release.set()
+    feeder.join(5)
+    writer.close()
+    assert written == list(range(6))
+
+    def failing(n: int) -> None:
+        if n == 1:
+            raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"), BackgroundWriter(failing, maxsize=1) as broken:
+        for n in range(50):
+            broken.submit(n)
+            time.sleep(0.002)
+
+
+def test_stage_clock_charges_nested_time_to_the_inner_stage_only() -> None:
+    clock = StageClock()
+    with clock.measure("engine"):
+        time.sleep(0.02)
+        with clock.measure("preprocess"):
+            time.sleep(0.05)
+        time.sleep(0.02)
+    seconds = clock.snapshot()
+    assert 0.05 <= seconds["preprocess"] < 0.09
+    assert 0.04 <= seconds["engine"] < 0.09  # the 50 ms inside preprocess are not counted twice
+    with pytest.raises(ValueError, match="unknown stage"), clock.measure("nap"):
+        pass
