@@ -12,11 +12,11 @@ Three estimators, chosen by ``method``:
   Local Smoothness Assumption", Alg. 1-2; S = 6 levels, κ = 1, T = 20, bilinear resize). It keeps the
   premultiplied colour αF where alpha is high and makes F locally constant where alpha is 0, by
   minimising ``½ Σ_i Σ_c [α_i² (F̂_i − F_i)² + κ (1 − α_i)² Σ_{j∈N4(i)} (F̂_i − F̂_j)²]``. It refines a
-  *given* F; from a photo alone it starts from F = I, which keeps the old background's colour mixed
-  into semi-transparent pixels (the refinement never separates F from B).
+  *given* F; from a photo alone it starts from F = I, and much of the old background's colour stays
+  in semi-transparent pixels, since its cost knows nothing of B.
 * ``"ml"``: pymatting's multi-level solver (Germer et al. 2020) of I = αF + (1 − α)B with a smoothness
-  prior: seconds per 800×600 image, and it separates F from B, so it is the default for image + alpha
-  data.
+  prior: about a second per 800×600 image (plus a few seconds of JIT compilation on first use), and
+  it separates F from B, so it is the default for photo + alpha data.
 * ``"cf"``: Levin et al.'s closed-form foreground and background (what FBA re-estimated its training
   foregrounds with), solved by pymatting with a preconditioned conjugate gradient; the slowest.
 

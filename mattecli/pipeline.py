@@ -25,6 +25,7 @@ backpropagating refinement with the torch engine) wraps that predictor the same 
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import queue
 import re
@@ -191,8 +192,9 @@ class BackgroundWriter:
 
     A failure in the thread is raised in the submitting thread at its next :meth:`submit` or at
     :meth:`close`, with its own type and traceback; after a failure the thread discards what is
-    still queued, so the submitter never blocks on a dead writer. Use as a context manager: a
-    clean exit waits for every item to be written, an exit on an error drops what is queued.
+    still queued, so the submitter never blocks on a dead writer. Use as a context manager: an
+    exit waits for every queued item to be written, except an exit on an interrupt
+    (KeyboardInterrupt, SystemExit), which drops what is queued.
     """
 
     def __init__(self, write: Callable[..., None], maxsize: int = DEFAULT_WRITE_QUEUE) -> None:
@@ -254,7 +256,12 @@ class BackgroundWriter:
     ) -> None:
         if exc_type is None:
             self.close()
-        else:
+        elif issubclass(exc_type, Exception):
+            # One frame failed: the frames computed before it are good, so they are still written
+            # (a --resume then starts at the failed frame). The first failure is the one reported.
+            with contextlib.suppress(Exception):
+                self.close()
+        else:  # interrupted: stop as soon as possible
             self.abort()
 
 
@@ -296,7 +303,6 @@ class _Input:
     spec: str
     summary: InputSummary
     source: Source | None = None
-    sinks_kwargs: dict[str, object] = field(default_factory=dict)
     frames: list[tuple[str, int]] | None = None  # (name, index) in the range, when countable
 
 
@@ -309,11 +315,6 @@ def _open(spec: str, options: RunOptions) -> _Input:
         return item
     item.source = source
     item.summary.kind = source.info.kind
-    item.sinks_kwargs = {
-        "kind": source.info.kind,
-        "fps": source.info.fps,
-        "audio_source": source.path if source.info.kind == "video" else None,
-    }
     if source.info.frame_count is not None:
         ids = source.frame_ids()
         first = ids[0][1] if options.start is None else options.start
@@ -322,16 +323,24 @@ def _open(spec: str, options: RunOptions) -> _Input:
     return item
 
 
+def _sinks(output: OutputSpec, source: Source) -> Sinks:
+    """The outputs of one source (nothing is opened before the first frame is written)."""
+    info = source.info
+    return Sinks(
+        output, kind=info.kind, fps=info.fps, audio_source=source.path if info.kind == "video" else None
+    )
+
+
 def _check_outputs(items: list[_Input], output: OutputSpec) -> None:
     """Refuse output options an input cannot take, and two inputs that would write the same file."""
     owners: dict[Path, str] = {}
     for item in items:
         assert item.source is not None
         try:
-            sinks = Sinks(output, **item.sinks_kwargs)  # type: ignore[arg-type]
+            sinks = _sinks(output, item.source)
         except MatteError as exc:
             raise InputError(f"{item.spec}: {exc}") from None
-        # Nothing is opened before the first write, so these sinks need no closing.
+        # Used for names only: nothing was opened, so there is nothing to close.
         ids = item.frames or [(item.source.path.stem, 0)]
         paths = [p for name, index in ids for p in sinks.outputs_for(_stub(name, index, item.source.path))]
         if output.video:
@@ -447,7 +456,7 @@ def _run_input(
     current = _Current()
     began = time.perf_counter()
     try:
-        with Sinks(output, **item.sinks_kwargs) as sinks:  # type: ignore[arg-type]
+        with _sinks(output, source) as sinks:
             start = options.start
             if options.resume and item.frames:
                 # Frames before the first incomplete one are not even decoded; later complete

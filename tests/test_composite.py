@@ -40,11 +40,13 @@ def _gradient_energy(image: np.ndarray) -> float:
 
 def test_denoising_removes_noise_from_foreground_and_background(coffee: np.ndarray) -> None:
     clean = np.ascontiguousarray(coffee[100:228, 200:328])
-    noisy = np.clip(clean + np.random.default_rng(0).normal(0, 10 / 255, clean.shape), 0, 1).astype(np.float32)
+    noisy = np.clip(clean + np.random.default_rng(0).normal(0, 10 / 255, clean.shape), 0, 1).astype(
+        np.float32
+    )
     fg, bg = rssn_denoise(noisy, noisy.copy(), np.random.default_rng(1), p=1.0)
     for out in (fg, bg):
         assert out.dtype == np.float32 and out.shape == clean.shape
-        # High-frequency energy falls back to about the clean patch's (measured 0.0365 -> 0.0090, clean 0.0079).
+        # High-frequency energy falls to about the clean patch's (measured 0.0365 -> 0.0090; clean 0.0079).
         assert _laplacian_energy(out) < _laplacian_energy(noisy) / 3
         assert _laplacian_energy(out) < 1.5 * _laplacian_energy(clean)
         # And the residual to the clean patch shrinks (measured std 0.0379 -> 0.0284).
@@ -70,12 +72,12 @@ def test_noise_raises_the_composite_residual_std_by_ten_levels() -> None:
     noisy = rssn_noise(grey, np.random.default_rng(2), p=1.0)
     residual = noisy - grey
     assert np.std(residual) == pytest.approx(RSSN_NOISE_SIGMA, rel=0.03)  # measured 0.03925 vs 10/255
-    assert RSSN_NOISE_SIGMA == pytest.approx(10 / 255)
+    assert pytest.approx(10 / 255) == RSSN_NOISE_SIGMA
     assert abs(float(residual.mean())) < 1e-3
     # Independent per channel: the channels' residuals are uncorrelated.
     corr = np.corrcoef(residual[..., 0].ravel(), residual[..., 1].ravel())[0, 1]
     assert abs(corr) < 0.02
-    assert 0.0 <= rssn_noise(np.ones_like(grey), np.random.default_rng(3), p=1.0).min()
+    assert rssn_noise(np.ones_like(grey), np.random.default_rng(3), p=1.0).min() >= 0.0
     assert rssn_noise(np.ones_like(grey), np.random.default_rng(3), p=1.0).max() <= 1.0
 
 

@@ -397,6 +397,25 @@ def test_the_writer_queue_is_bounded_and_its_failures_reach_the_submitter() -> N
             time.sleep(0.002)
 
 
+@pytest.mark.parametrize(("error", "kept"), [(ValueError, [0, 1, 2]), (KeyboardInterrupt, [0])])
+def test_a_failed_frame_keeps_the_queued_frames_but_an_interrupt_drops_them(
+    error: type[BaseException], kept: list[int]
+) -> None:
+    release = threading.Event()
+    written: list[int] = []
+
+    def slow(n: int) -> None:
+        release.wait(5)
+        written.append(n)
+
+    with pytest.raises(error), BackgroundWriter(slow, maxsize=2) as writer:
+        for n in range(3):
+            writer.submit(n)
+        threading.Timer(0.1, release.set).start()
+        raise error
+    assert written == kept
+
+
 def test_stage_clock_charges_nested_time_to_the_inner_stage_only() -> None:
     clock = StageClock()
     with clock.measure("engine"):

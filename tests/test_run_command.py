@@ -101,6 +101,7 @@ def test_sample_clip_to_prores_and_png_while_a_broken_input_fails(
     assert code == 1, stderr
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and str(broken) in errors[0]
+    assert "━" not in stderr and "ETA" not in stderr  # no progress bar when stderr is not a terminal
     summary = json.loads(stdout)
     bad, good = summary["inputs"]
     assert bad["failed"] and bad["frames_written"] == 0 and str(broken) in bad["error"]

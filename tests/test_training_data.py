@@ -56,13 +56,20 @@ def _band_widths(trimap: np.ndarray, alpha: np.ndarray) -> tuple[int, int]:
     inward = {int(n) for n in (unknown & (alpha == 1)).sum(axis=1)}
     assert len(outward) == 1 and len(inward) == 1
     assert np.all(unknown[alpha * (1 - alpha) > 0])  # every soft pixel is unknown
-    assert np.all(trimap[:, :EDGE][~unknown[:, :EDGE]] == 0) and np.all(trimap[:, EDGE:][~unknown[:, EDGE:]] == 255)
+    assert np.all(trimap[:, :EDGE][~unknown[:, :EDGE]] == 0) and np.all(
+        trimap[:, EDGE:][~unknown[:, EDGE:]] == 255
+    )
     return outward.pop(), inward.pop()
 
 
 @pytest.mark.parametrize(
     ("maker", "low", "high", "symmetric"),
-    [(fba_trimap, 3, 25, False), (alphagan_trimap, 2, 20, True), (lsa_trimap, 3, 25, False), (dim_trimap, 1, 20, False)],
+    [
+        (fba_trimap, 3, 25, False),
+        (alphagan_trimap, 2, 20, True),
+        (lsa_trimap, 3, 25, False),
+        (dim_trimap, 1, 20, False),
+    ],
 )
 def test_trimap_band_widths_stay_in_the_paper_ranges(maker, low: int, high: int, symmetric: bool) -> None:
     alpha = _straight_edge()
@@ -95,7 +102,7 @@ def test_glance_targets_follow_the_network_classes() -> None:
         assert glance.dtype == np.uint8 and transition.dtype == np.uint8 and focus.dtype == np.float32
         assert np.all(transition[soft] == 1)
     tt = glance_targets(alpha, "TT")
-    assert _band_widths(tt["glance"].astype(np.uint8) * 127 + (tt["glance"] == 2), alpha) == (12, 12)
+    assert _band_widths(np.array([0, 128, 255], np.uint8)[tt["glance"]], alpha) == (12, 12)
     assert np.all(alpha[tt["glance"] == 2] == 1) and np.all(alpha[tt["glance"] == 0] == 0)
     np.testing.assert_array_equal(tt["focus"], alpha)
     ft = glance_targets(alpha, "FT")
@@ -164,13 +171,18 @@ def test_recipes_give_the_sizes_and_keys_the_networks_take(items, backgrounds: B
         for position in range(2):
             sample = samples.sample(position)
             assert set(sample) == {"image", "fg", "bg", "alpha"} | extra, recipe.name
+            assert all(array.flags.writeable and array.flags.c_contiguous for array in sample.values())
             height, width = sample["alpha"].shape
             assert height == width and (height == size if size else height in (320, 480, 640, 960, 1280))
             for key in ("image", "fg", "bg"):
                 assert sample[key].shape == (height, width, 3) and sample[key].dtype == np.float32
-                assert 0.0 <= sample[key].min() and sample[key].max() <= 1.0
+                assert sample[key].min() >= 0.0 and sample[key].max() <= 1.0
             if "trimap" in sample:
-                assert sample["trimap"].dtype == np.uint8 and set(np.unique(sample["trimap"])) <= {0, 128, 255}
+                assert sample["trimap"].dtype == np.uint8 and set(np.unique(sample["trimap"])) <= {
+                    0,
+                    128,
+                    255,
+                }
                 assert np.any(sample["trimap"] == 128)
             if "trimap_target" in sample:
                 assert set(np.unique(sample["trimap_target"])) <= {0, 1, 2}
@@ -192,7 +204,12 @@ def test_fba_crops_are_centred_on_the_unknown_band(items, backgrounds: Backgroun
 
 
 def test_composite_invariant_holds_exactly_without_noise(items, backgrounds: BackgroundSet) -> None:
-    for recipe in (fba_recipe(), alphagan_recipe(), lsa_recipe(), gfm_rssn_recipe(noise_p=0.0, denoise_p=0.0)):
+    for recipe in (
+        fba_recipe(),
+        alphagan_recipe(),
+        lsa_recipe(),
+        gfm_rssn_recipe(noise_p=0.0, denoise_p=0.0),
+    ):
         sample = TrainingSamples(items, backgrounds, recipe, seed=1).sample(0)
         np.testing.assert_array_equal(sample["image"], composite(sample["fg"], sample["alpha"], sample["bg"]))
     noisy = TrainingSamples(items, backgrounds, gfm_rssn_recipe(noise_p=1.0, denoise_p=0.0), seed=1).sample(0)
@@ -213,7 +230,9 @@ def test_same_seed_same_samples_other_seed_other_samples(items, backgrounds: Bac
         other_epoch = first.sample(0, epoch=3)
         for other in (other_seed, other_epoch):
             base = first.sample(0, epoch=2)
-            assert other["image"].shape != base["image"].shape or not np.array_equal(other["image"], base["image"])
+            assert other["image"].shape != base["image"].shape or not np.array_equal(
+                other["image"], base["image"]
+            )
 
 
 def test_every_second_fba_sample_is_the_previous_scene_at_twice_the_size(items, backgrounds) -> None:
@@ -221,9 +240,12 @@ def test_every_second_fba_sample_is_the_previous_scene_at_twice_the_size(items, 
     one = make_scene(recipe, items, 1, backgrounds, np.random.default_rng([9, 0, 0, 0]))
     two = make_scene(recipe, items, 1, backgrounds, np.random.default_rng([9, 0, 0, 0]), scale=2.0)
     assert two["alpha"].shape == (2 * one["alpha"].shape[0], 2 * one["alpha"].shape[1])
+    other = make_scene(recipe, items, 1, backgrounds, np.random.default_rng([10, 0, 0, 0]))
     for key in ("fg", "alpha", "bg"):
         half = cv2.resize(two[key], one[key].shape[1::-1], interpolation=cv2.INTER_AREA)
-        assert np.abs(half - one[key]).mean() < 0.01, key
+        # Equal up to resampling (sub-pixel placement of the background window): measured 0.012 at most.
+        assert np.abs(half - one[key]).mean() < 0.02, key
+    assert np.abs(other["bg"] - one["bg"]).mean() > 0.05  # another scene is far more different
     # TrainingSamples pairs positions 2k and 2k+1 this way: the odd one is built at 2x.
     samples = TrainingSamples(items, backgrounds, recipe, seed=9)
     crop = samples.sample(1)
@@ -234,9 +256,10 @@ def test_make_sample_draws_only_from_the_generator_it_is_given(items, background
     recipe = alphagan_recipe()
     scene = make_scene(recipe, items, 0, backgrounds, np.random.default_rng(1))
     np.random.seed(0)
-    a = make_sample(recipe, dict(scene), np.random.default_rng(2))
+    a = make_sample(recipe, scene, np.random.default_rng(2))
+    assert set(scene) == {"fg", "alpha", "bg"}  # the scene is not modified
     np.random.seed(1)
-    b = make_sample(recipe, dict(scene), np.random.default_rng(2))
+    b = make_sample(recipe, scene, np.random.default_rng(2))
     for key in a:
         np.testing.assert_array_equal(a[key], b[key])
 
@@ -247,7 +270,10 @@ def test_split_names_is_deterministic_and_disjoint() -> None:
     assert sorted(train + held) == sorted(NAMES) and not set(train) & set(held)
     assert split_names(list(reversed(NAMES)), holdout=5, seed=0) == (train, held)  # order-independent
     assert split_names(NAMES, holdout=5, seed=1)[1] != held
-    assert split_names(NAMES, holdout=["GT27", "GT01"]) == ([n for n in NAMES if n not in ("GT01", "GT27")], ["GT01", "GT27"])
+    assert split_names(NAMES, holdout=["GT27", "GT01"]) == (
+        [n for n in NAMES if n not in ("GT01", "GT27")],
+        ["GT01", "GT27"],
+    )
     with pytest.raises(InputError, match="GT99"):
         split_names(NAMES, holdout=["GT99"])
     with pytest.raises(InputError):
@@ -295,7 +321,9 @@ def test_image_alpha_dataset_caches_the_reestimated_foreground(shared_data: Path
     again = cached[1]
     assert entries[0].stat().st_mtime_ns == stamp  # read back, not recomputed
     np.testing.assert_array_equal(first.fg, again.fg)
-    np.testing.assert_array_equal(first.fg, ImageAlphaDataset(images, alphas, "ml")[1].fg)  # same bits uncached
+    np.testing.assert_array_equal(
+        first.fg, ImageAlphaDataset(images, alphas, "ml")[1].fg
+    )  # same bits uncached
     assert first.bg is None and first.fg.shape == (first.alpha.shape[0], 200, 3)
     # A changed source file gets a new entry instead of a stale one.
     alpha = read_image(alphas / "GT05.png")

@@ -23,7 +23,9 @@ from mattecli.errors import EXIT_FAILED, InputError
 def refine_foregrounds(
     image_dir: Path = typer.Argument(..., help="Folder of photos (PNG, JPEG, TIFF, EXR)."),
     alpha_dir: Path = typer.Argument(..., help="Folder of alpha mattes named like the photos."),
-    output: Path = typer.Option(..., "--output", "-o", help="Folder for the foregrounds (created if missing)."),
+    output: Path = typer.Option(
+        ..., "--output", "-o", help="Folder for the foregrounds (created if missing)."
+    ),
     method: Literal["ml", "cf", "lsa"] = typer.Option(
         "ml",
         "--method",

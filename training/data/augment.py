@@ -94,7 +94,7 @@ def crop_window(
 
 def crop(sample: Sample, top: int, left: int, size: int) -> Sample:
     """The size×size window at (top, left) of every array (copies, so later steps may write)."""
-    return {key: np.ascontiguousarray(a[top : top + size, left : left + size]) for key, a in sample.items()}
+    return {key: a[top : top + size, left : left + size].copy() for key, a in sample.items()}
 
 
 def flip(sample: Sample, rng: np.random.Generator, p: float = FLIP_P) -> Sample:

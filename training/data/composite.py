@@ -13,20 +13,24 @@ RSSN (GFM, Pipeline 1), with the choices the paper leaves open:
   foreground's size is cut. Shrinking a large photo instead of cutting a small window keeps the
   background's content at a natural scale, and no background is ever stretched.
 * **Denoising** of F and B (one coin for both, p = 0.5): the paper uses BM3D. The ``bm3d`` PyPI
-  package (4.0.3) installs and runs here, but took 25 s for one 320×320 RGB crop on this machine's
-  CPU (13 s with hard thresholding only), against 0.3 s for OpenCV's non-local means
-  (``cv2.fastNlMeansDenoisingColored``, h = 10, 7×7 patches, 21×21 search) on the same crop. Samples are
-  composed on the fly on the CPU, so BM3D would starve the trainer; non-local means is used instead.
-  Both are patch-based denoisers that remove the source's sensor noise while keeping edges; BM3D
-  restores fine texture better (mean absolute error to the clean crop 0.0087 against NLM's 0.0138
-  for σ = 10/255 noise), so a BM3D run would leave the foreground and background slightly more
-  detailed. Denoising precomputed offline with BM3D is the faithful alternative.
+  package (4.0.3) installs and runs here, but took 25 s for one 320×320 RGB crop on the 2-core
+  development machine (13 s with its hard-thresholding stage alone), against 0.3 s for OpenCV's
+  non-local means (``cv2.fastNlMeansDenoisingColored``, h = 10, 7×7 patches, 21×21 search). Samples
+  are composed on the fly on the CPU, so BM3D would starve the trainer; non-local means is used
+  instead. Both are patch-based denoisers that remove a source's own sensor noise and keep edges;
+  BM3D restores fine texture better (mean absolute error to the clean crop 0.0087 against 0.0138
+  for σ = 10/255 noise), so with BM3D the layers would keep slightly more detail. Denoising the
+  dataset offline with BM3D is the faithful alternative.
 * **Background blur** (p = 0.5): OpenCV's averaging filter with a square kernel of r ∈ {20, 30, 40,
   50, 60} px, r read as the kernel size. ``scale`` converts it when the composite is built at another
   resolution than the source (a 1280 crop resized to 320 blurs with r/4).
 * **Noise** (p = 0.5): Gaussian noise with σ = 10 on the 0-255 scale (the paper does not say which
   scale; 10 on 0-255 is a realistic sensor noise, 10 on [0, 1] would be absurd), i.e. 10/255 here,
   drawn independently per pixel and channel over the whole composite, then clipped to [0, 1].
+
+The recipes (:mod:`training.data.recipes`) run these steps on the crop after it is resized to the
+training size: denoising costs the same per sample whatever the crop, and the noise has the stated
+σ in the pixels the network sees.
 """
 
 from __future__ import annotations
@@ -78,15 +82,17 @@ def match_resolution(bg: np.ndarray, height: int, width: int, rng: np.random.Gen
     covered_w = max(width, round(bg.shape[1] * scale))
     covered = resize_to(bg, covered_h, covered_w)
     fy, fx = rng.random(2)
-    top = int(fy * (covered_h - height + 1))
-    left = int(fx * (covered_w - width + 1))
-    return np.ascontiguousarray(covered[top : top + height, left : left + width], dtype=np.float32)
+    top = round(fy * (covered_h - height))
+    left = round(fx * (covered_w - width))
+    return np.array(covered[top : top + height, left : left + width], dtype=np.float32)  # a writable copy
 
 
 def denoise(image: np.ndarray) -> np.ndarray:
     """Non-local means on the 8-bit image (OpenCV's colour variant); see the module docstring for why."""
     eight_bit = np.rint(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
-    clean = cv2.fastNlMeansDenoisingColored(eight_bit, None, NLM_STRENGTH, NLM_STRENGTH, NLM_TEMPLATE, NLM_SEARCH)
+    clean = cv2.fastNlMeansDenoisingColored(
+        eight_bit, None, NLM_STRENGTH, NLM_STRENGTH, NLM_TEMPLATE, NLM_SEARCH
+    )
     return clean.astype(np.float32) / np.float32(255.0)
 
 

@@ -64,12 +64,12 @@ from training.data.composite import (
 from training.data.datasets import BackgroundSet, MattingItem
 from training.data.trimaps import (
     RoSTa,
+    alpha_classes,
     alphagan_trimap,
     dim_trimap,
     fba_trimap,
     glance_targets,
     lsa_trimap,
-    alpha_classes,
 )
 
 TrimapMaker = Callable[[np.ndarray, np.random.Generator], np.ndarray]
@@ -134,7 +134,7 @@ def gfm_rssn_recipe(rosta: RoSTa = "TT", **changes: object) -> Recipe:
 
 
 def alphagan_recipe(**changes: object) -> Recipe:
-    """AlphaGAN: rotation N(0, 5°), 2-20 px dilated trimaps, 320-720 crops on the unknown band → 320, flips."""
+    """AlphaGAN: rotation N(0, 5°), 2-20 px dilated trimaps, 320-720 crops on the band → 320, flips."""
     base = Recipe("alphagan", crop_range=(320, 720), trimap=alphagan_trimap, rotation_sigma=5.0)
     return dataclasses.replace(base, **changes)
 
@@ -204,12 +204,12 @@ def make_scene(
 
 
 def make_sample(recipe: Recipe, scene: Sample, rng: np.random.Generator) -> Sample:
-    """Trimap or glance targets, crop, resize, flip, photometric and RSSN steps, composite (see module doc)."""
+    """Trimap or glance targets, crop, resize, flip, photometric and RSSN steps, composite (module doc)."""
     if recipe.crop_range is not None:
         size = int(rng.integers(recipe.crop_range[0], recipe.crop_range[1] + 1))
     else:
         size = int(recipe.crop_sizes[int(rng.integers(len(recipe.crop_sizes)))])
-    scene = cover(scene, size)
+    scene = dict(cover(scene, size))  # a new dict: the caller's scene is never modified
     alpha = scene["alpha"]
     if recipe.trimap is not None:
         scene["trimap"] = recipe.trimap(alpha, rng)
