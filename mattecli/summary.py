@@ -94,9 +94,7 @@ class InputSummary:
         }
 
     def describe(self) -> str:
-        """One human line: what was written, or why the input failed."""
-        if self.failed:
-            return f"failed: {self.error}"
+        """One human line about what was written (a failure is reported by its ``error`` line)."""
         parts = [f"{self.frames_written} {_frames(self.frames_written)} written"]
         if self.frames_skipped:
             parts.append(f"{self.frames_skipped} already complete")

@@ -380,8 +380,11 @@ def test_the_writer_queue_is_bounded_and_its_failures_reach_the_submitter() -> N
 
     feeder = threading.Thread(target=submit_all)
     feeder.start()
-    time.sleep(0.3)
-    assert len(submitted) == 3  # one item being written, two queued: the third waits
+    deadline = time.monotonic() + 5
+    while len(submitted) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    assert len(submitted) == 3  # one item being written, two queued: the next submit waits
     release.set()
     feeder.join(5)
     writer.close()
@@ -392,9 +395,8 @@ def test_the_writer_queue_is_bounded_and_its_failures_reach_the_submitter() -> N
             raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"), BackgroundWriter(failing, maxsize=1) as broken:
-        for n in range(50):
+        for n in range(50):  # with one slot, the submitter cannot get far past the failing item
             broken.submit(n)
-            time.sleep(0.002)
 
 
 @pytest.mark.parametrize(("error", "kept"), [(ValueError, [0, 1, 2]), (KeyboardInterrupt, [0])])
@@ -416,15 +418,17 @@ def test_a_failed_frame_keeps_the_queued_frames_but_an_interrupt_drops_them(
     assert written == kept
 
 
-def test_stage_clock_charges_nested_time_to_the_inner_stage_only() -> None:
+def test_stage_clock_charges_nested_time_to_the_inner_stage_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [100.0]
+    monkeypatch.setattr("mattecli.summary.time.perf_counter", lambda: now[0])
     clock = StageClock()
     with clock.measure("engine"):
-        time.sleep(0.02)
+        now[0] += 2.0
         with clock.measure("preprocess"):
-            time.sleep(0.05)
-        time.sleep(0.02)
-    seconds = clock.snapshot()
-    assert 0.05 <= seconds["preprocess"] < 0.09
-    assert 0.04 <= seconds["engine"] < 0.09  # the 50 ms inside preprocess are not counted twice
+            now[0] += 5.0
+        now[0] += 1.0
+        with clock.measure("fusion"):
+            now[0] += 0.5
+    assert clock.snapshot() == {"decode": 0.0, "preprocess": 5.0, "engine": 3.0, "fusion": 0.5, "write": 0.0}
     with pytest.raises(ValueError, match="unknown stage"), clock.measure("nap"):
         pass

@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from rich.progress import Progress, Task, TaskID
 
     from mattecli.media.sinks import OutputSpec
-    from mattecli.pipeline import RunOptions
 
 NO_DEFAULT_MODEL = (
     "--model is required until the package ships a default model; export one with `mattecli export`"
@@ -126,7 +125,7 @@ def run(
       mattecli run "photos/*.jpg" -t trimaps/ -o out/ -m fba.onnx --fg png16 --composite "#00ff00" --json
     """
     from engines.base import open_engine
-    from mattecli.pipeline import run_pipeline
+    from mattecli.pipeline import RunOptions, TileOptions, run_pipeline
 
     with user_errors():
         if model is None:
@@ -134,18 +133,15 @@ def run(
         spec = _output_spec(
             output, alpha, fg, premultiplied, composite, video, video_content, pattern, fps, no_audio
         )
-        options = _run_options(
-            start,
-            end,
-            every,
-            resume,
-            None if no_tile else tile,
-            context,
-            blend,
-            batch,
-            fusion,
-            tta,
-            resize_trimaps,
+        options = RunOptions(
+            start=start,
+            end=end,
+            every=every,
+            resume=resume,
+            tiles=TileOptions(size=None if no_tile else tile, context=context, blend=blend, batch=batch),
+            fusion=fusion,
+            tta=tta,
+            resize_trimaps=resize_trimaps,
         )
         # A TensorRT engine exists only for a GPU, so --engine trt alone means the first GPU.
         device = device or ("cuda" if engine == "trt" else "cpu")
@@ -200,33 +196,6 @@ def _output_spec(
         pattern=pattern,
         audio=not no_audio,
         fps=rate,
-    )
-
-
-def _run_options(
-    start: int | None,
-    end: int | None,
-    every: int,
-    resume: bool,
-    tile: int | None,
-    context: int,
-    blend: int,
-    batch: int,
-    fusion: bool | None,
-    tta: str,
-    resize_trimaps: bool,
-) -> RunOptions:
-    from mattecli.pipeline import RunOptions, TileOptions
-
-    return RunOptions(
-        start=start,
-        end=end,
-        every=every,
-        resume=resume,
-        tiles=TileOptions(size=tile, context=context, blend=blend, batch=batch),
-        fusion=fusion,
-        tta=tta,  # type: ignore[arg-type]
-        resize_trimaps=resize_trimaps,
     )
 
 
