@@ -136,11 +136,12 @@ class TrtEngine:
 
     def __init__(self, engine_path: Path, device: Device) -> None:
         require_cuda(device)
+        # A missing backend is the first thing to report: without it no engine file can help.
+        trt = import_tensorrt()
         engine_path = Path(engine_path)
         if not engine_path.is_file():
             raise InputError("engine file not found", path=engine_path)
         sidecar = read_sidecar(engine_path)
-        trt = import_tensorrt()
         torch, gpu = cuda_gpu(device)
         check_sidecar(
             sidecar,

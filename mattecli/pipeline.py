@@ -42,7 +42,7 @@ import numpy as np
 from engines.base import Engine
 from mattecli.errors import InputError, MatteError
 from mattecli.fusion import fba_fusion, impose_known_colours, impose_trimap
-from mattecli.inputs import build_inputs
+from mattecli.inputs import ModelInputs, build_inputs, pad_reflect
 from mattecli.media.frame import Frame
 from mattecli.media.imageio import is_image_file
 from mattecli.media.naming import video_name
@@ -82,6 +82,14 @@ class TileOptions:
 
 
 @dataclass(frozen=True)
+class RefineOptions:
+    """LSA's backpropagating refinement (``--refine br``), with the paper's defaults."""
+
+    steps: int = 100
+    lr: float = 20.0
+
+
+@dataclass(frozen=True)
 class RunOptions:
     """How ``run`` processes frames (the output options are :class:`OutputSpec`)."""
 
@@ -92,6 +100,7 @@ class RunOptions:
     tiles: TileOptions = field(default_factory=TileOptions)
     fusion: bool | None = None  # None: on when the model's contract supports FBA fusion
     tta: TTAMode = "none"
+    refine: RefineOptions | None = None  # backpropagating refinement, whole frames, torch engine
     resize_trimaps: bool = False
     prefetch: int = DEFAULT_PREFETCH
     write_queue: int = DEFAULT_WRITE_QUEUE
@@ -116,7 +125,13 @@ class FrameMatter:
         fusion: bool,
         want_foreground: bool,
         clock: StageClock,
+        refine: RefineOptions | None = None,
     ) -> None:
+        if refine is not None:
+            from mattecli.refine import refinable_network
+
+            refinable_network(engine)  # refuse a non-torch engine or a network without BRMs up front
+        self.refine = refine
         self.engine = engine
         self.contract = engine.contract
         self.tiles = tiles
@@ -135,6 +150,8 @@ class FrameMatter:
         """The network's outputs for one view of the frame (C x H x W, cropped to the view)."""
         with self.clock.measure("preprocess"):
             inputs = build_inputs(self.contract, image, trimap)
+        if self.refine is not None and trimap is not None:
+            return self._refined(inputs, trimap)
         tiles = self.tiles
         plan = None
         if tiles.size is not None:
@@ -159,6 +176,24 @@ class FrameMatter:
                 self.engine.infer, inputs.arrays, plan, inputs.fill(self.kinds), batch_size=tiles.batch
             )
         return {kind: inputs.crop(value) for kind, value in whole.items()}
+
+    def _refined(self, inputs: ModelInputs, trimap: np.ndarray) -> dict[str, np.ndarray]:
+        """Backpropagating refinement over the whole frame.
+
+        Not tiled: its costs average over the whole trimap boundary and unknown band, and one set
+        of refinement tensors serves the whole image, as in the paper.
+        """
+        from mattecli.refine import backprop_refine
+
+        assert self.refine is not None
+        result = backprop_refine(
+            self.engine,  # type: ignore[arg-type]  # refinable_network checked it is a TorchEngine
+            {kind: array[None] for kind, array in inputs.arrays.items()},
+            pad_reflect(trimap, *inputs.padded_shape),
+            steps=self.refine.steps,
+            lr=self.refine.lr,
+        )
+        return {"alpha": inputs.crop(result.alpha[0])}
 
     def __call__(self, frame: Frame, trimap: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
         """Alpha (H x W) and foreground (H x W x 3, or None) in [0, 1], float32."""
@@ -382,6 +417,11 @@ def check_options(contract: ModelContract, output: OutputSpec, options: RunOptio
             f"the model {contract.name} gives no foreground, so --fg cannot be written",
             hint="drop --fg (the composite and video outputs then use the source's colour)",
         )
+    if options.refine is not None and options.tta != "none":
+        raise InputError(
+            "--refine br and --tta cannot be combined (every view would need its own 100 refinement steps)",
+            hint="choose one of them",
+        )
     can_fuse = contract.fusion == "fba"
     if options.fusion and not can_fuse:
         raise InputError(
@@ -562,6 +602,7 @@ def run_pipeline(
             fusion=fusion,
             want_foreground=want_foreground,
             clock=clock,
+            refine=options.refine,
         )
 
     items = [_open(spec, options) for spec in expand_inputs(specs)]

@@ -104,7 +104,7 @@ class _Costs:
         return (alpha - initial)[self.unknown].abs().mean().square()
 
 
-def _refinable_network(engine: object) -> torch.nn.Module:
+def refinable_network(engine: object) -> torch.nn.Module:
     if not isinstance(engine, TorchEngine):
         raise InputError(
             f"--refine br needs the torch engine, not {getattr(engine, 'name', type(engine).__name__)!r}",
@@ -137,7 +137,7 @@ def backprop_refine(
     """
     import torch
 
-    network = _refinable_network(engine)
+    network = refinable_network(engine)
     if steps < 0 or not lr > 0:
         raise InputError(f"refinement needs steps >= 0 and a positive learning rate, got {steps} and {lr}")
     tensors = dict(zip((kind for _, kind in engine.contract.inputs), engine.tensors(inputs), strict=True))

@@ -333,13 +333,15 @@ def test_open_trt_engine_on_the_cpu_is_an_option_error(tmp_path: Path) -> None:
     assert "TensorRT runs on NVIDIA GPUs only, not on cpu" in info.value.message
 
 
-def test_open_trt_engine_without_sidecar_is_refused_before_tensorrt(tmp_path: Path) -> None:
+def test_missing_tensorrt_is_reported_before_problems_with_the_engine_file(tmp_path: Path) -> None:
+    """Without TensorRT no engine file can help, so that is what the user hears first."""
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("TensorRT is installed here")
     engine = tmp_path / "fba.engine"
-    engine.write_bytes(b"serialised plan")
-    with pytest.raises(InputError, match="no sidecar"):
-        open_engine("trt", engine, "cuda:0")
-    with pytest.raises(InputError, match="engine file not found"):
-        open_engine("trt", tmp_path / "missing.engine", "cuda")
+    engine.write_bytes(b"serialised plan")  # no sidecar beside it
+    for path in (engine, tmp_path / "missing.engine"):
+        with pytest.raises(UnavailableError, match="TensorRT is not installed"):
+            open_engine("trt", path, "cuda:0")
 
 
 def test_cpu_only_torch_is_reported_as_unavailable() -> None:

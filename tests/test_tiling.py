@@ -5,53 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 from engines.base import open_engine
-from mattecli.models import METADATA_KEY, ModelContract
 from mattecli.tiling import padded_size, plan_tiles
-
-LOCAL_CONTRACT = ModelContract(
-    name="local-test",
-    architecture="fba",
-    paper="test network: three 3x3 convolutions, receptive-field radius 3",
-    inputs=(("image", "image"),),
-    outputs=(("alpha", "alpha"),),
-    size_multiple=8,
-    needs_trimap=False,
-    global_context=False,
-)
-
-
-def _local_onnx(path: Path) -> Path:
-    """A real ONNX graph whose output at a pixel depends only on a 7x7 neighbourhood."""
-    rng = np.random.default_rng(0)
-    widths = [3, 8, 8, 1]
-    nodes, inits = [], []
-    prev = "image"
-    for i in range(3):
-        w = rng.standard_normal((widths[i + 1], widths[i], 3, 3)).astype(np.float32) * 0.4
-        b = rng.standard_normal(widths[i + 1]).astype(np.float32) * 0.1
-        inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(b, f"b{i}")]
-        nodes.append(helper.make_node("Conv", [prev, f"w{i}", f"b{i}"], [f"c{i}"], pads=[1, 1, 1, 1]))
-        act = "Relu" if i < 2 else "Sigmoid"
-        out = "alpha" if i == 2 else f"r{i}"
-        nodes.append(helper.make_node(act, [f"c{i}"], [out]))
-        prev = out
-    graph = helper.make_graph(
-        nodes,
-        "local",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, "h", "w"])],
-        [helper.make_tensor_value_info("alpha", TensorProto.FLOAT, ["n", 1, "h", "w"])],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
-    model.ir_version = 10
-    helper.set_model_props(model, {METADATA_KEY: LOCAL_CONTRACT.to_json()})
-    onnx.save(model, path)
-    return path
 
 
 def _band(height: int, width: int) -> np.ndarray:
@@ -89,10 +46,10 @@ def test_plan_rejects_unpadded_frames_and_tiles_too_small_for_their_margins() ->
         plan_tiles(np.ones((256, 256), bool), tile=64, context=24, blend=16, multiple=8)
 
 
-def test_tiled_equals_whole_frame_for_a_local_network(tmp_path: Path) -> None:
+def test_tiled_equals_whole_frame_for_a_local_network(local_onnx: Path) -> None:
     from mattecli.tiling import infer_tiled
 
-    engine = open_engine("ort", _local_onnx(tmp_path / "local.onnx"), "cpu")
+    engine = open_engine("ort", local_onnx, "cpu")
     height, width = padded_size(250, 330, 8)
     rng = np.random.default_rng(1)
     image = rng.random((3, height, width), dtype=np.float32)

@@ -55,7 +55,13 @@ def run(
         help="cpu, cuda or cuda:N (default: cuda for trt, cpu otherwise).",
         show_default=False,
     ),
-    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads for ONNX Runtime."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads for the engine."),
+    model_name: str | None = typer.Option(
+        None,
+        "--model-name",
+        help="Registry name of a bare state dict for --engine torch (the public FBA.pth is fba-resnet50).",
+        show_default=False,
+    ),
     start: int | None = typer.Option(None, "--start", help="First frame number to process (inclusive)."),
     end: int | None = typer.Option(None, "--end", help="Last frame number to process (inclusive)."),
     every: int = typer.Option(1, "--every", min=1, help="Process every N-th frame from --start."),
@@ -71,6 +77,13 @@ def run(
     tta: Literal["none", "flip", "full"] = typer.Option(
         "none", "--tta", help="Test-time augmentation: flip = 2 passes, full = 3 scales x 8 transforms."
     ),
+    refine: Literal["none", "br"] = typer.Option(
+        "none",
+        "--refine",
+        help="br: the LSA paper's backpropagating refinement (torch engine, lsa checkpoint; whole frames).",
+    ),
+    refine_steps: int = typer.Option(100, "--refine-steps", min=0, help="Gradient steps of --refine br."),
+    refine_lr: float = typer.Option(20.0, "--refine-lr", min=0.0, help="Learning rate of --refine br."),
     resize_trimaps: bool = typer.Option(
         False, "--resize-trimaps", help="Resize trimaps of another size (nearest-neighbour)."
     ),
@@ -125,7 +138,7 @@ def run(
       mattecli run "photos/*.jpg" -t trimaps/ -o out/ -m fba.onnx --fg png16 --composite "#00ff00" --json
     """
     from engines.base import open_engine
-    from mattecli.pipeline import RunOptions, TileOptions, run_pipeline
+    from mattecli.pipeline import RefineOptions, RunOptions, TileOptions, run_pipeline
 
     with user_errors():
         if model is None:
@@ -141,11 +154,12 @@ def run(
             tiles=TileOptions(size=None if no_tile else tile, context=context, blend=blend, batch=batch),
             fusion=fusion,
             tta=tta,
+            refine=RefineOptions(steps=refine_steps, lr=refine_lr) if refine == "br" else None,
             resize_trimaps=resize_trimaps,
         )
         # A TensorRT engine exists only for a GPU, so --engine trt alone means the first GPU.
         device = device or ("cuda" if engine == "trt" else "cpu")
-        matting = open_engine(engine, model, device, threads=threads)
+        matting = open_engine(engine, model, device, threads=threads, model_name=model_name)
         try:
             with _ProgressReporter(quiet) as reporter:
                 summary = run_pipeline(
