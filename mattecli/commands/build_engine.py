@@ -91,11 +91,13 @@ def build_engine(
 
     Examples:
 
-      mattecli build-engine fba.onnx
-      mattecli build-engine fba-fp16.onnx --fp16 --tile 768 --batch 2 -o fba-768.engine
-      mattecli build-engine gfm.onnx --tile 512 --batch 4 --max-size 2048
-      mattecli build-engine fba.onnx --min 1x64x64 --opt 4x512x512 --max 4x512x512 --workspace 8
-      mattecli build-engine fba.onnx --version-compatible --hardware-compatibility ampere+ --json
+    ```
+    mattecli build-engine fba.onnx
+    mattecli build-engine fba-fp16.onnx --fp16 --tile 768 --batch 2 -o fba-768.engine
+    mattecli build-engine gfm.onnx --tile 512 --batch 4 --max-size 2048
+    mattecli build-engine fba.onnx --min 1x64x64 --opt 4x512x512 --max 4x512x512 --workspace 8
+    mattecli build-engine fba.onnx --version-compatible --hardware-compatibility ampere+ --json
+    ```
     """
     from engines.base import parse_device
     from engines.profiles import explicit_profile, parse_shape, tile_profiles

@@ -280,11 +280,13 @@ def evaluate(
 
     Examples:
 
-      mattecli eval out/alpha gt/alpha --trimap-dir gt/trimap
+    ```
+    mattecli eval out/alpha gt/alpha --trimap-dir gt/trimap
 
-      mattecli eval out/alpha gt/alpha -t gt/trimap --json | jq .mean.paper
+    mattecli eval out/alpha gt/alpha -t gt/trimap --json | jq .mean.paper
 
-      mattecli eval out/alpha gt/alpha -t gt/trimap --pred-fg out/fg --gt-fg gt/fg
+    mattecli eval out/alpha gt/alpha -t gt/trimap --pred-fg out/fg --gt-fg gt/fg
+    ```
     """
     with user_errors():
         if region == "unknown" and trimap_dir is None:

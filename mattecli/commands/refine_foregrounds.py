@@ -44,9 +44,11 @@ def refine_foregrounds(
 
     Examples:
 
-      mattecli refine-foregrounds data/image data/alpha -o data/fg
+    ```
+    mattecli refine-foregrounds data/image data/alpha -o data/fg
 
-      mattecli refine-foregrounds data/image data/alpha -o data/fg_lsa --method lsa --json
+    mattecli refine-foregrounds data/image data/alpha -o data/fg_lsa --method lsa --json
+    ```
     """
     from mattecli.foreground import check_method, pair_folders
 

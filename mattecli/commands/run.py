@@ -127,15 +127,17 @@ def run(
 
     Examples:
 
-      mattecli run in.mp4 --trimap-dir t/ -o out/ --model fba.onnx
+    ```
+    mattecli run in.mp4 --trimap-dir t/ -o out/ --model fba.onnx
 
-      mattecli run shot/shot.%04d.exr -t trimaps/ -o out/ -m fba.onnx --start 1001 --end 1050   # a farm chunk
+    mattecli run shot/shot.%04d.exr -t trimaps/ -o out/ -m fba.onnx --start 1001 --end 1050   # a farm chunk
 
-      mattecli run in.mp4 -t t/ -o out/ -m fba.onnx --resume        # after a killed run
+    mattecli run in.mp4 -t t/ -o out/ -m fba.onnx --resume        # after a killed run
 
-      mattecli run in.mp4 -t t/ -o out/ -m fba.onnx --video prores --alpha none   # ProRes 4444 with alpha
+    mattecli run in.mp4 -t t/ -o out/ -m fba.onnx --video prores --alpha none   # ProRes 4444 with alpha
 
-      mattecli run "photos/*.jpg" -t trimaps/ -o out/ -m fba.onnx --fg png16 --composite "#00ff00" --json
+    mattecli run "photos/*.jpg" -t trimaps/ -o out/ -m fba.onnx --fg png16 --composite "#00ff00" --json
+    ```
     """
     from engines.base import open_engine
     from mattecli.pipeline import RefineOptions, RunOptions, TileOptions, run_pipeline

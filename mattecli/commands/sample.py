@@ -26,16 +26,20 @@ def sample(
     A blob with soft, hair-like and semi-transparent edges moves and deforms over a textured,
     slowly panning background. Layout of DIRECTORY:
 
-      clip.mp4                     H.264 (yuv420p), 24 fps, the composite alpha*F + (1-alpha)*B
-      trimaps/clip.000000.png ...  8-bit trimaps, 0/128/255, named after the clip's frames
-      alpha/clip.000000.png ...    ground-truth alpha, 8-bit
-      foreground/clip.000000.png   ground-truth foreground colour, 8-bit RGB
+    ```
+    clip.mp4                     H.264 (yuv420p), 24 fps, the composite alpha*F + (1-alpha)*B
+    trimaps/clip.000000.png ...  8-bit trimaps, 0/128/255, named after the clip's frames
+    alpha/clip.000000.png ...    ground-truth alpha, 8-bit
+    foreground/clip.000000.png   ground-truth foreground colour, 8-bit RGB
+    ```
 
     Examples:
 
-      mattecli sample demo
-      mattecli eval out/alpha demo/alpha --trimap-dir demo/trimaps
-      mattecli sample demo --frames 240 --width 1280 --height 720 --seed 7 --force
+    ```
+    mattecli sample demo
+    mattecli eval out/alpha demo/alpha --trimap-dir demo/trimaps
+    mattecli sample demo --frames 240 --width 1280 --height 720 --seed 7 --force
+    ```
     """
     from mattecli.sample import write_sample
 
