@@ -16,12 +16,14 @@ from mattecli.commands import info as info_cmd
 from mattecli.commands import refine_foregrounds as refine_fg_cmd
 from mattecli.commands import run as run_cmd
 from mattecli.commands import sample as sample_cmd
+from mattecli.commands import train as train_cmd
 
 app = typer.Typer(
     name="mattecli",
     help="Pull mattes (alpha and clean foreground) from video and photos.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -47,5 +49,6 @@ app.command("sample")(sample_cmd.sample)
 app.command("eval")(eval_cmd.evaluate)
 app.command("build-engine")(build_engine_cmd.build_engine)
 app.command("export")(export_cmd.export)
+app.command("train")(train_cmd.train)
 app.command("refine-foregrounds")(refine_fg_cmd.refine_foregrounds)
 app.command("info")(info_cmd.info)

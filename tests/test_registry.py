@@ -9,15 +9,15 @@ import torch
 from mattecli.errors import InputError
 from mattecli.models import CONTRACTS
 from mattecli.preprocess import imagenet_normalise
-from training.export import sample_inputs
 from training.registry import (
-    REGISTRY,
     RANDOM_WEIGHTS_NOTE,
+    REGISTRY,
     build,
     checkpoint_dict,
     inference_model,
     load_model,
     random_model,
+    sample_inputs,
 )
 
 OUTPUT_CHANNELS = {"alpha": 1, "foreground": 3, "background": 3, "trimap_logits": 3}
@@ -38,10 +38,11 @@ def test_unknown_name_lists_the_known_ones():
     assert "fba-resnet50" in str(err.value) and "gfm-tt" in str(err.value)
 
 
-@pytest.mark.parametrize("name", sorted(REGISTRY))
+# One model per wrapper class and output layout (test_export.py checks every model's outputs).
+@pytest.mark.parametrize("name", ["fba-resnet18", "gfm-ft", "alphagan", "adamatting", "lsa"])
 def test_wrapper_follows_its_contract(name):
     """Contract inputs in, contract outputs out: count, order, shape and range."""
-    model = random_model(name).model
+    model = inference_model(name)
     contract = model.contract
     feeds = sample_inputs(contract, 1, 64, 96)
     assert list(feeds) == [n for n, _ in contract.inputs]
@@ -51,12 +52,12 @@ def test_wrapper_follows_its_contract(name):
         assert out.shape == (1, OUTPUT_CHANNELS[kind], 64, 96)
         assert torch.isfinite(out).all()
         if kind in ("alpha", "foreground", "background"):
-            assert 0.0 <= out.min() and out.max() <= 1.0
+            assert out.min() >= 0.0 and out.max() <= 1.0
 
 
 def test_wrapper_normalises_the_image_inside():
     """GFM's wrapper feeds the network exactly ImageNet-normalised RGB (mattecli.preprocess's)."""
-    model = random_model("gfm-tt").model
+    model = inference_model("gfm-tt")
     image = sample_inputs(model.contract, 1, 64, 96)["image"]
     normalised = imagenet_normalise(image.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
     with torch.no_grad():
@@ -135,3 +136,29 @@ def test_unreadable_checkpoint_is_an_input_error(tmp_path):
 def test_inference_model_is_in_eval_mode():
     model = inference_model("fba-resnet18")
     assert not model.training and not model.network.training
+
+
+def test_sample_inputs_are_seeded_trimap_encodings():
+    """Parity inputs: the pipeline's encodings of a blob trimap with all three regions."""
+    fba = CONTRACTS["fba-resnet18"]
+    a = sample_inputs(fba, 2, 64, 96, seed=1)
+    assert all(np.array_equal(a[k], v) for k, v in sample_inputs(fba, 2, 64, 96, seed=1).items())
+    assert not np.array_equal(a["image"], sample_inputs(fba, 2, 64, 96, seed=2)["image"])
+    two = a["trimap"]
+    assert set(np.unique(two)) == {0.0, 1.0} and two.shape == (2, 2, 64, 96)
+    unknown = 1.0 - two.sum(axis=1)
+    assert 0.05 < unknown.mean() < 0.6 and two[:, 0].mean() > 0.05 and two[:, 1].mean() > 0.05
+    gauss = a["trimap_gauss"]
+    assert gauss.shape == (2, 6, 64, 96) and gauss.min() >= 0.0 and gauss.max() == 1.0
+    one = sample_inputs(CONTRACTS["lsa"], 1, 64, 96)["trimap"]
+    assert set(np.unique(one)) == {0.0, 0.5, 1.0}
+
+
+def test_alphagan_margin_marks_pixels_near_pooling_ties():
+    model = random_model("alphagan").model
+    feeds = sample_inputs(model.contract, 1, 64, 96)
+    with torch.no_grad():
+        (alpha,), margin = model.forward_with_margin(*(torch.from_numpy(feeds[n]) for n in model.input_names))
+        (direct,) = model(*(torch.from_numpy(feeds[n]) for n in model.input_names))
+    assert torch.equal(alpha, direct) and margin.shape == (1, 1, 64, 96)
+    assert margin.min() >= 0 and 0.0 < (margin < 1e-3).float().mean() < 1.0

@@ -23,6 +23,7 @@ The layout (the dataclasses below give every key of a table, with its default)::
     [schedule]                  # kind (constant/step/every), milestones, every, gamma
     [gan]                       # AlphaGAN only: the discriminator's optimizer, d_steps, norm
     [validation]                # every, images, image/alpha/trimap folders, limit, max_side, tile, region
+    [init]                      # weights (a checkpoint to fine-tune) or encoder (ImageNet weights)
 """
 
 from __future__ import annotations
@@ -30,14 +31,18 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import re
 import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from mattecli.errors import InputError
 from mattecli.models import CONTRACTS, contract_for
+
+if TYPE_CHECKING:
+    from training.data.recipes import Recipe
 
 T = TypeVar("T")
 
@@ -109,6 +114,19 @@ class GANConfig:
 
 
 @dataclass(frozen=True)
+class InitConfig:
+    """Weights to start from instead of random ones (paths relative to the current folder).
+
+    ``weights``: a whole-network checkpoint (fine-tuning, e.g. the public ``FBA.pth``).
+    ``encoder``: ImageNet weights for the encoder in torchvision's names (its classifier is dropped,
+    extra input channels start at zero); FBA's GroupNorm + WS encoder needs GN+WS ImageNet weights.
+    """
+
+    weights: Path | None = None
+    encoder: Path | None = None
+
+
+@dataclass(frozen=True)
 class PseudoLabelSource:
     """Photos with *predicted* alphas (another model's output, not ground truth) used as training data."""
 
@@ -134,13 +152,6 @@ class DataConfig:
     recipe: str = "fba"
     recipe_options: dict[str, Any] = field(default_factory=dict)
     pseudo_labels: tuple[PseudoLabelSource, ...] = ()
-
-    @property
-    def names_folder(self) -> Path:
-        """The folder whose file names are the dataset's image names (for the held-out split)."""
-        folder = self.image if self.kind == "image-alpha" else self.foreground
-        assert folder is not None
-        return folder
 
 
 @dataclass(frozen=True)
@@ -183,6 +194,7 @@ class Config:
     schedule: ScheduleConfig
     validation: ValidationConfig
     gan: GANConfig | None = None
+    init: InitConfig = field(default_factory=InitConfig)
     seed: int = 0
     threads: int = 0  # torch intra-op threads; 0: torch's default
     device: str = "cpu"
@@ -202,13 +214,13 @@ class Config:
         """Hash of the file's text: a resumed run must continue with the config it started with."""
         return hashlib.sha256(self.text.encode()).hexdigest()
 
-    def recipe(self):  # -> training.data.recipes.Recipe
-        """The data recipe with this config's options (GFM's RoSTa comes from the model)."""
+    def recipe(self) -> Recipe:
+        """The data recipe with this config's options (a GFM model's RoSTa sets the recipe's)."""
         from training.data.recipes import RECIPES
 
         options = dict(self.data.recipe_options)
-        if self.data.recipe == "gfm-rssn":
-            options["rosta"] = self.model.split("-")[1].upper()
+        if self.data.recipe == "gfm-rssn" and self.architecture == "gfm":
+            options["rosta"] = self.model.split("-")[1].upper()  # gfm-tt -> TT
         return RECIPES[self.data.recipe](**options)
 
     def sample_sizes(self) -> set[int]:
@@ -222,10 +234,11 @@ class Config:
 class _Table:
     """One TOML table being read: typed getters that name the dotted key, and a check for unknown keys."""
 
-    def __init__(self, data: dict[str, Any], where: str, path: Path) -> None:
+    def __init__(self, data: dict[str, Any], where: str, path: Path, *, check_paths: bool = True) -> None:
         self.data = data
         self.where = where
         self.path = path
+        self.check_paths = check_paths
         self.used: set[str] = set()
 
     def key(self, name: str) -> str:
@@ -268,7 +281,7 @@ class _Table:
         value = self.data[name]
         if not isinstance(value, dict):
             raise self.error(name, f"must be a table, got {type(value).__name__}")
-        return _Table(value, self.key(name), self.path)
+        return _Table(value, self.key(name), self.path, check_paths=self.check_paths)
 
     def finish(self) -> None:
         if unknown := sorted(set(self.data) - self.used):
@@ -330,6 +343,10 @@ def _not_negative(value: float) -> str | None:
     return None if value >= 0 else "must be 0 or more"
 
 
+def _device(value: str) -> str | None:
+    return None if re.fullmatch(r"cpu|cuda(:\d+)?", value) else f"must be cpu, cuda or cuda:N, got {value!r}"
+
+
 def _unit(value: float) -> str | None:
     return None if 0 <= value < 1 else "must be in [0, 1)"
 
@@ -340,7 +357,7 @@ def _folder(table: _Table, name: str, root: Path, *, required: bool = False) -> 
     if relative is None:
         return None
     folder = (root / relative).resolve()
-    if not folder.is_dir():
+    if table.check_paths and not folder.is_dir():
         raise table.error(
             name, f"folder not found: {folder}", hint=f"folders are relative to the data root {root}"
         )
@@ -424,7 +441,7 @@ def _recipe_options(data: _Table, recipe: str) -> dict[str, Any]:
 def _data(table: _Table, config_dir: Path) -> DataConfig:
     root_text = table.get("root", _as_str, None)
     root = (config_dir / root_text).resolve() if root_text else repository_data_root()
-    if not root.is_dir():
+    if table.check_paths and not root.is_dir():
         raise table.error(
             "root",
             f"data root not found: {root}",
@@ -450,7 +467,7 @@ def _data(table: _Table, config_dir: Path) -> DataConfig:
     for i, entry in enumerate(raw_pseudo):
         if not isinstance(entry, dict):
             raise table.error("pseudo_labels", f"entry {i} must be a table with image and alpha folders")
-        sub = _Table(entry, f"{table.key('pseudo_labels')}[{i}]", table.path)
+        sub = _Table(entry, f"{table.key('pseudo_labels')}[{i}]", table.path, check_paths=table.check_paths)
         source = PseudoLabelSource(
             _folder(sub, "image", root, required=True),  # type: ignore[arg-type]
             _folder(sub, "alpha", root, required=True),  # type: ignore[arg-type]
@@ -492,7 +509,7 @@ def _train(table: _Table) -> TrainConfig:
     return config
 
 
-def _validation(table: _Table | None, data: DataConfig) -> ValidationConfig:
+def _validation(table: _Table | None, data: DataConfig, model: str) -> ValidationConfig:
     if table is None:
         return ValidationConfig(every=0)
     images: Any = "holdout"
@@ -524,7 +541,7 @@ def _validation(table: _Table | None, data: DataConfig) -> ValidationConfig:
                 "validation needs photos and their alphas",
                 hint="set validation.image and validation.alpha",
             )
-        if config.trimap is None:
+        if config.trimap is None and (config.region == "unknown" or contract_for(model).needs_trimap):
             raise table.error(
                 "trimap", "missing", hint="name the folder of validation trimaps (alphamatting/trimap)"
             )
@@ -597,8 +614,29 @@ def _check_model_fit(config: Config) -> None:
         raise InputError(f"gan: {config.model} {what}", path=config.path)
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and check a training config; every problem is an :class:`InputError` naming the key."""
+def _init(table: _Table | None) -> InitConfig:
+    if table is None:
+        return InitConfig()
+    paths = {}
+    for name in ("weights", "encoder"):
+        text = table.get(name, _as_str, None)
+        if text is not None:
+            path = Path(text)
+            if table.check_paths and not path.is_file():
+                raise table.error(
+                    name, f"file not found: {path}", hint="paths are relative to the current folder"
+                )
+            paths[name] = path
+    table.finish()
+    return InitConfig(**paths)
+
+
+def load_config(path: str | Path, *, check_paths: bool = True) -> Config:
+    """Read and check a training config; every problem is an :class:`InputError` naming the key.
+
+    ``check_paths=False`` checks everything but the existence of data folders and weight files
+    (to check a paper-scale config on a machine without its dataset).
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError("config file not found", path=path, hint="give a TOML file (see training/configs/)")
@@ -607,7 +645,7 @@ def load_config(path: str | Path) -> Config:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"not valid TOML ({exc})", path=path) from None
-    top = _Table(raw, "", path)
+    top = _Table(raw, "", path, check_paths=check_paths)
     model = top.get("model", _as_str)
     if model not in CONTRACTS:
         raise top.error("model", f"unknown model {model!r}", hint=f"known models: {', '.join(CONTRACTS)}")
@@ -631,11 +669,12 @@ def load_config(path: str | Path) -> Config:
         train=train,
         optimizer=_optimizer(top.table("optimizer", required=True)),  # type: ignore[arg-type]
         schedule=_schedule(top.table("schedule"), train.epochs),
-        validation=_validation(top.table("validation"), data),
+        validation=_validation(top.table("validation"), data, model),
         gan=gan,
+        init=_init(top.table("init")),
         seed=top.get("seed", _as_int, 0, check=_not_negative),
         threads=top.get("threads", _as_int, 0, check=_not_negative),
-        device=top.get("device", _as_str, "cpu"),
+        device=top.get("device", _as_str, "cpu", check=_device),
         out=Path(top.get("out", _as_str, f"runs/{path.stem}")),
         notes=top.get("notes", _as_str, ""),
     )

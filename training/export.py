@@ -9,8 +9,8 @@ What the exported file guarantees, and why:
   multiple: the networks' strided encoders and skip concatenations only line up at multiples);
 - one file, weights inside (no ``.onnx.data`` sidecar for a tool to lose);
 - weight standardisation folded into constant Conv weights *before* tracing. The dynamo exporter's
-  constant folder skips tensors above a size limit, so on a real ResNet it leaves the
-  ReduceMean/Sqrt/Div of every WS conv in the graph, recomputed on every frame;
+  constant folder skips inputs above 8192 values, so on a real network (a 64→64 3×3 conv has
+  36,864) it leaves the ReduceMean/Sqrt/Div of every WS conv in the graph, recomputed per frame;
 - the registry contract (:data:`mattecli.models.METADATA_KEY`) and the producer facts in the
   metadata, so ``mattecli run model.onnx`` needs nothing else;
 - parity: ONNX Runtime (CPU) against eager torch on seeded random inputs of the contract's kinds
@@ -35,7 +35,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 import onnx
 import torch
@@ -45,18 +44,23 @@ from mattecli import __version__
 from mattecli.errors import EXIT_FAILED, MatteError
 from mattecli.media.imageio import atomic_path
 from mattecli.models import METADATA_KEY, ModelContract
-from mattecli.preprocess import fba_trimap_encoding, two_channel_trimap
 from training.networks.layers import WSConv2d
-from training.registry import InferenceModel, inference_model
+from training.registry import InferenceModel, inference_model, sample_inputs
 
 PRODUCER_KEY = "mattecli.producer"
 DEFAULT_OPSET = 21
 SUPPORTED_OPSETS = (21, 22, 23)  # 21 is the first with per-channel GroupNormalization
 PARITY_TOLERANCE = 1e-4
-# Pixels whose hard decision (GFM's glance argmax) has a margin below this are left out of the
-# fp16 comparison: fp16 moves the scores by up to about this much (measured on random weights),
-# so such a class may flip. The fp32 parity check leaves out margins below PARITY_TOLERANCE.
-FP16_DECISION_MARGIN = 0.05
+# Pixels downstream of a hard decision (GFM's glance argmax, AlphaGAN's max-unpooling) whose
+# margin is below this are left out of the parity check, and counted: two float32 engines differ
+# by about 1e-6 on those scores, so a near tie may go either way and the output jumps there.
+DECISION_MARGIN = 1e-5
+# The same for the fp16 comparison: fp16 moved GFM's glance log-probabilities by up to 3.3e-3
+# (random weights, both parity sizes) and flipped classes with margins up to 1.9e-3.
+FP16_DECISION_MARGIN = 0.02
+# If fewer pixels than this share are clear of near ties (AlphaGAN in fp16: some channel of almost
+# every pooling window is within fp16 rounding of a tie), the comparison keeps every pixel.
+MIN_RELIABLE_SHARE = 0.9
 # (batch, height, width): different heights and widths, not squares, multiples of every
 # contract's size multiple (8 and 32), batch 1 and 2 so the dynamic batch is exercised too.
 PARITY_SIZES: tuple[tuple[int, int, int], ...] = ((1, 96, 128), (2, 160, 224))
@@ -78,6 +82,9 @@ class Deviation:
 
     size: tuple[int, int, int]  # batch, height, width
     per_output: dict[str, float]
+    # 99.9th percentile of the absolute difference per output: the typical worst case when a few
+    # isolated pixels flip (fp16 moves near-tie decisions that float32 engines agree on).
+    p999: dict[str, float] = field(default_factory=dict)
     ambiguous: int = 0  # pixels left out: a hard decision inside the network was a near tie
 
     @property
@@ -172,55 +179,6 @@ def fold_weight_standardisation(module: nn.Module) -> nn.Module:
                     conv.bias.copy_(child.bias)  # type: ignore[union-attr]
             setattr(parent, name, conv)
     return folded.eval()
-
-
-# ---------------------------------------------------------------------------------------------
-# Inputs
-
-
-def random_trimap(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """A uint8 trimap of smooth random blobs: 0 background, 128 unknown, 255 foreground.
-
-    Thresholding an upsampled coarse noise field gives connected regions with unknown bands
-    between them, like a real trimap, rather than per-pixel salt and pepper.
-    """
-    coarse = rng.random((max(2, height // 16), max(2, width // 16))).astype(np.float32)
-    field_ = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
-    trimap = np.full((height, width), 128, dtype=np.uint8)
-    trimap[field_ < 0.4] = 0
-    trimap[field_ > 0.6] = 255
-    return trimap
-
-
-def _encode_trimap(kind: str, trimap: np.ndarray) -> np.ndarray:
-    """One trimap (H×W) in the encoding ``kind`` as C×H×W float32."""
-    two = two_channel_trimap(trimap)
-    if kind == "trimap_2ch":
-        planes = two
-    elif kind == "trimap_gauss6":
-        planes = fba_trimap_encoding(two)
-    elif kind == "trimap_1ch":
-        # 0 background, 1 foreground, 0.5 everything else (the networks' 1-channel convention).
-        planes = (two[..., 1] + 0.5 * (1.0 - two[..., 0] - two[..., 1]))[..., None]
-    else:
-        raise ValueError(f"unknown trimap encoding {kind!r}")
-    return np.ascontiguousarray(planes.transpose(2, 0, 1), dtype=np.float32)
-
-
-def sample_inputs(
-    contract: ModelContract, batch: int, height: int, width: int, *, seed: int = 0
-) -> dict[str, np.ndarray]:
-    """Seeded random inputs of the contract's kinds, keyed by graph input name (N×C×H×W float32)."""
-    rng = np.random.default_rng(seed)
-    images = rng.random((batch, 3, height, width), dtype=np.float32)
-    trimaps = [random_trimap(rng, height, width) for _ in range(batch)]
-    feeds: dict[str, np.ndarray] = {}
-    for name, kind in contract.inputs:
-        if kind == "image":
-            feeds[name] = images
-        else:
-            feeds[name] = np.stack([_encode_trimap(kind, t) for t in trimaps])
-    return feeds
 
 
 # ---------------------------------------------------------------------------------------------
@@ -392,7 +350,7 @@ def deviation(
     reliable: np.ndarray | None = None,
 ) -> Deviation:
     """Per-output max abs difference, over the pixels where ``reliable`` (N×1×H×W) is true."""
-    per_output = {}
+    per_output, p999 = {}, {}
     for name, x, y in zip(names, a, b, strict=True):
         if x.shape != y.shape:
             raise ExportError(f"output {name!r} has shape {x.shape} in one run and {y.shape} in the other")
@@ -400,8 +358,9 @@ def deviation(
         if reliable is not None:
             diff = np.where(reliable, diff, 0.0)
         per_output[name] = float(diff.max())
+        p999[name] = float(np.quantile(diff, 0.999))
     ambiguous = 0 if reliable is None else int(reliable.size - np.count_nonzero(reliable))
-    return Deviation(size, per_output, ambiguous)
+    return Deviation(size, per_output, p999, ambiguous)
 
 
 def check_parity(
@@ -418,7 +377,7 @@ def check_parity(
         feeds = sample_inputs(model.contract, *size, seed=seed + i)
         onnx_out = session.run(model.output_names, feeds)
         torch_out, margin = run_torch(model, feeds)
-        reliable = None if margin is None else margin >= PARITY_TOLERANCE
+        reliable = None if margin is None else margin >= DECISION_MARGIN
         results.append(deviation(model.output_names, size, onnx_out, torch_out, reliable=reliable))
     return results
 
@@ -466,7 +425,8 @@ def export_onnx(
             f"ONNX Runtime and torch disagree on {contract.name}: max abs diff {worst:.3g} "
             f"> {PARITY_TOLERANCE:g} ({detail})",
             path=path,
-            hint="nothing was written; the graph does not compute what the network computes",
+            hint="nothing was written: the graph computes something else, or the network is "
+            "numerically sensitive in float32 (--no-check exports it anyway)",
         )
 
     final, fp16_error, precision = proto, [], "fp32"
@@ -520,8 +480,9 @@ def compare_graphs(
 ) -> list[Deviation]:
     """Per-output max abs difference between two graphs of ``model`` (fp16 vs fp32) on ORT CPU.
 
-    Pixels where the network's hard decision has a margin below ``decision_margin`` (in torch)
-    are left out and counted; 0 compares every pixel.
+    Pixels downstream of a hard decision with a margin below ``decision_margin`` (in torch) are
+    left out and counted (fp16 flips such near ties), unless that would leave out more than
+    1 − :data:`MIN_RELIABLE_SHARE` of them; 0 compares every pixel.
     """
     ours, theirs = ort_session(candidate), ort_session(reference)
     results = []
@@ -531,5 +492,7 @@ def compare_graphs(
         b = theirs.run(model.output_names, feeds)
         _, margin = run_torch(model, feeds) if decision_margin and model.has_decisions else ([], None)
         reliable = None if margin is None else margin >= decision_margin
+        if reliable is not None and reliable.mean() < MIN_RELIABLE_SHARE:
+            reliable = None  # near ties almost everywhere: leaving them out would hide the error
         results.append(deviation(model.output_names, size, a, b, reliable=reliable))
     return results

@@ -10,9 +10,12 @@ fp32 what fp16 gets wrong:
 - saturating outputs and probabilities (Sigmoid, Clip, Softmax, HardSigmoid, Tanh, Exp) and
   reductions (ReduceMean, ReduceSum, ...), whose results feed the mattes directly;
 - onnxconverter-common's own default list (Resize, Range, Min, Max, ...), which must stay;
-- Cast: the converter rewrites a converted Cast's target type to fp16 without updating the
-  graph's declared value types, which ONNX Runtime then refuses to load (seen on GFM's
-  ``mask.to(float)`` and the pooling bins); a kept Cast gets fp32↔fp16 Casts around it instead;
+- the graph's own Cast nodes: the converter rewrites a converted Cast's target type to fp16
+  without updating the graph's declared value types, which ONNX Runtime then refuses to load
+  (seen on GFM's ``mask.to(float)`` and the pooling bins); a kept Cast gets fp32↔fp16 Casts
+  around it instead. They are blocked by node name, not by op type: the converter appends its
+  own Casts to the node list it is walking, so blocking the op type makes it wrap its own
+  Casts in Casts without end;
 - shape and index arithmetic: nodes that do not depend on the pixels at all (Shape and what is
   computed from it, such as the adaptive-pooling bins' floor divisions, which the exporter does
   in float). fp16 holds integers exactly only up to 2048, so ``floor(i·H / 6)`` at a 4K input
@@ -31,7 +34,6 @@ import onnx
 from onnxconverter_common import float16
 
 FP32_OPS: tuple[str, ...] = (
-    "Cast",
     "GroupNormalization",
     "BatchNormalization",
     "InstanceNormalization",
@@ -100,9 +102,47 @@ def convert_to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     with warnings.catch_warnings():
         # One warning per weight below fp16's range (clamped to ±1e-7): noise, not news.
         warnings.simplefilter("ignore", UserWarning)
-        return float16.convert_float_to_float16(
+        converted = float16.convert_float_to_float16(
             copy,
             keep_io_types=True,
             op_block_list=[*float16.DEFAULT_OP_BLOCK_LIST, *FP32_OPS],
-            node_block_list=[*input_normalisation_nodes(model), *shape_arithmetic_nodes(model)],
+            node_block_list=[
+                *input_normalisation_nodes(model),
+                *shape_arithmetic_nodes(model),
+                *(node.name for node in model.graph.node if node.op_type == "Cast"),
+            ],
         )
+    _restore_float32_outputs(converted, model)
+    return converted
+
+
+def _restore_float32_outputs(converted: onnx.ModelProto, original: onnx.ModelProto) -> None:
+    """Give back float32 graph outputs where the converter declared them fp16.
+
+    With ``keep_io_types`` the converter still turns an output fp16 when the node producing it is
+    kept in fp32 (a final Sigmoid or Clip): it appends a Cast to fp16 and retypes the output.
+    The fp32 value before that Cast becomes the output again, through an Identity, and any
+    node that read the output keeps reading the fp16 copy.
+    """
+    graph = converted.graph
+    float32 = onnx.TensorProto.FLOAT
+    wanted = {o.name for o in original.graph.output if o.type.tensor_type.elem_type == float32}
+    producers = {out: node for node in graph.node for out in node.output}
+    for output in graph.output:
+        tensor_type = output.type.tensor_type
+        if output.name not in wanted or tensor_type.elem_type == float32:
+            continue
+        cast = producers[output.name]
+        if cast.op_type != "Cast":
+            raise ValueError(f"fp16 conversion left output {output.name!r} fp16 behind a {cast.op_type}")
+        half = f"{output.name}__fp16"
+        cast.output[0] = half
+        for node in graph.node:
+            node.input[:] = [half if name == output.name else name for name in node.input]
+        graph.node.append(
+            onnx.helper.make_node("Identity", [cast.input[0]], [output.name], name=f"{half}_as_fp32")
+        )
+        kept = [v for v in graph.value_info if v.name != output.name]
+        del graph.value_info[:]
+        graph.value_info.extend(kept)
+        tensor_type.elem_type = float32

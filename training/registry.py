@@ -20,16 +20,24 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mattecli.errors import InputError
+from mattecli.inputs import build_inputs
 from mattecli.models import CONTRACTS, ModelContract, contract_for
 from mattecli.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from training.networks.checkpoints import check_state_dict, unwrap_state_dict
 
 # Keys of a mattecli checkpoint that are not facts about the weights.
 _CHECKPOINT_PAYLOAD = ("model", "state_dict", "optimizer", "scheduler", "scaler")
+# A BatchNorm calibrated on fewer values per channel than this keeps its default statistics.
+MIN_CALIBRATION_VALUES = 64
+# ... and no channel's calibrated variance below this fraction of its layer's median.
+VARIANCE_FLOOR = 0.1
 RANDOM_WEIGHTS_NOTE = "random weights: for tests and benchmarks only, not for mattes"
 
 
@@ -130,9 +138,10 @@ class InferenceModel(nn.Module):
     ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor | None]:
         """The outputs, plus the margin of any hard decision inside the network (N×1×H×W), or None.
 
-        A network that takes an argmax (GFM's collaborative matting) flips a pixel's class when
-        two scores are within float rounding of each other, and the output jumps there. Parity
-        checks leave out pixels whose margin is below their tolerance instead of failing on a tie.
+        A network that takes an argmax (GFM's collaborative matting, AlphaGAN's max-unpooling)
+        changes its decision when two scores are within float rounding of each other, and the
+        output jumps there. Parity checks leave out pixels whose margin is below their tolerance
+        instead of failing on a tie.
         """
         return self(*inputs), None
 
@@ -186,10 +195,44 @@ class RGBTrimapInference(InferenceModel):
         return (out,)
 
 
+class AlphaGANInference(RGBTrimapInference):
+    """AlphaGAN: as :class:`RGBTrimapInference`; its decoder unpools with the stem max-pool's argmax.
+
+    Which of a 3×3 window's values is the maximum is a hard decision: where two are within
+    rounding of each other, another engine (or float64) may pick the other one, and the unpooled
+    feature lands one pixel away. The margin of a pixel is the smallest top-1 minus top-2 gap of
+    any pooling window (over all channels) whose unpooled value reaches it through the decoder.
+    Windows whose maximum is 0 (all ReLU zeros) are ties every engine breaks the same way.
+    """
+
+    has_decisions = True
+    # Full-resolution pixels an unpooled value reaches on each side: the pooled cell's window
+    # (4 px), then deconv2's 3×3 at 1/2 (2), its transposed conv (1), a 3×3 (1), deconv4's two
+    # 3×3 (2) and the head's 3×3 (1).
+    REACH = 8
+
+    def forward_with_margin(
+        self, image: torch.Tensor, trimap: torch.Tensor
+    ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        x = torch.cat([self.normalise(image), trimap], dim=1)
+        stem = self.network.encoder.stem(x)
+        n, c, h, w = stem.shape
+        # The windows of the encoder's max-pool (3×3, stride 2, padding 1), as columns.
+        windows = F.unfold(F.pad(stem, (1, 1, 1, 1), value=float("-inf")), 3, stride=2)
+        top2 = windows.view(n, c, 9, -1).topk(2, dim=2).values
+        gap = torch.where(top2[:, :, 0] > 0, top2[:, :, 0] - top2[:, :, 1], torch.inf)
+        cells = gap.amin(dim=1).view(n, 1, (h + 1) // 2, (w + 1) // 2)
+        # Spread each cell's margin to the pixels it reaches (a min-filter is -max_pool2d(-x)).
+        cells = -F.max_pool2d(-cells, 3, stride=1, padding=1)
+        pixels = F.interpolate(cells, scale_factor=4, mode="nearest")[..., : image.shape[2], : image.shape[3]]
+        margin = -F.max_pool2d(-pixels, 2 * self.REACH + 1, stride=1, padding=self.REACH)
+        return (self.network(x),), margin
+
+
 _WRAPPERS: dict[str, type[InferenceModel]] = {
     "fba": FBAInference,
     "gfm": GFMInference,
-    "alphagan": RGBTrimapInference,
+    "alphagan": AlphaGANInference,
     "adamatting": RGBTrimapInference,
     "lsa": RGBTrimapInference,
 }
@@ -286,9 +329,118 @@ def load_model(path: str | Path, name: str | None = None) -> LoadedModel:
     return LoadedModel(inference_model(name, network), facts)
 
 
+def random_trimap(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A uint8 trimap of smooth random blobs: 0 background, 128 unknown, 255 foreground.
+
+    Thresholding an upsampled coarse noise field gives connected regions with unknown bands
+    between them, like a real trimap, rather than per-pixel salt and pepper.
+    """
+    coarse = rng.random((max(2, height // 16), max(2, width // 16))).astype(np.float32)
+    field = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
+    trimap = np.full((height, width), 128, dtype=np.uint8)
+    trimap[field < 0.4] = 0
+    trimap[field > 0.6] = 255
+    return trimap
+
+
+def sample_inputs(
+    contract: ModelContract, batch: int, height: int, width: int, *, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Seeded random inputs of the contract's kinds, keyed by graph input name (N×C×H×W float32).
+
+    Export traces and checks parity on these. Each sample goes through
+    :func:`mattecli.inputs.build_inputs`, the encoding ``run`` uses, so the trimap channels are
+    exactly what the pipeline would feed (``height`` and ``width`` must be multiples of the
+    contract's size multiple, or the arrays come back padded).
+    """
+    rng = np.random.default_rng(seed)
+    samples = [
+        build_inputs(
+            contract, rng.random((height, width, 3), dtype=np.float32), random_trimap(rng, height, width)
+        )
+        for _ in range(batch)
+    ]
+    return {name: np.stack([s.arrays[kind] for s in samples]) for name, kind in contract.inputs}
+
+
+def _golden_weights(network: nn.Module, seed: int) -> None:
+    """The FBA golden test's weight rule, applied in state-dict order (index ``i`` from 0).
+
+    ``rng = default_rng(1000 + i)`` for seed 0 (the golden test's weights exactly; other seeds
+    shift to unused streams); tensors of 2+ dimensions get He-normal values
+    (std sqrt(2 / fan-in)), 1-D weights 1 + 0.1·N(0, 1), other 1-D tensors 0.1·N(0, 1). On the
+    GN+WS networks this keeps activations in range through any depth, where PyTorch's default
+    initialisation leaves FBA's clipped alpha saturated at 0 or 1 everywhere.
+    """
+    state = network.state_dict()
+    with torch.no_grad():
+        for i, (key, tensor) in enumerate(state.items()):
+            if not tensor.is_floating_point():
+                continue
+            rng = np.random.default_rng(1000 + i + seed * len(state))
+            shape = tuple(tensor.shape)
+            if len(shape) >= 2:
+                values = rng.standard_normal(shape) * np.sqrt(2.0 / np.prod(shape[1:]))
+            elif key.endswith("weight"):
+                values = 1.0 + 0.1 * rng.standard_normal(shape)
+            else:
+                values = 0.1 * rng.standard_normal(shape)
+            tensor.copy_(torch.from_numpy(values.astype(np.float32)))
+
+
+def _calibrate_batch_norm(model: InferenceModel, seed: int) -> None:
+    """Set every BatchNorm's running statistics from one training-mode pass on sample inputs.
+
+    With random weights and the default statistics (mean 0, variance 1) a deep BN network's
+    activations grow layer after layer and its sigmoid/clip outputs saturate, which would make
+    parity and fp16 checks compare constants. Statistics measured on inputs, as training leaves
+    them, keep the outputs in their working range.
+
+    A norm that saw few values per channel (ASPP's image-pooling branch sees one per image)
+    keeps the default statistics: a variance from a handful of values can be near zero and
+    would blow that branch up on any other input.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    seen: dict[nn.Module, int] = {}
+
+    def count(norm: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        seen[norm] = args[0].numel() // args[0].shape[1]
+
+    hooks = [norm.register_forward_pre_hook(count) for norm in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average: one pass sets the statistics exactly
+        norm.train()  # only the norms: other modules keep their inference behaviour
+    feeds = sample_inputs(model.contract, 2, 64, 96, seed=seed)
+    with torch.no_grad():
+        model(*(torch.from_numpy(feeds[name]) for name in model.input_names))
+    model.eval()
+    for hook in hooks:
+        hook.remove()
+    for norm in norms:
+        norm.momentum = 0.1
+        if seen.get(norm, 0) < MIN_CALIBRATION_VALUES:
+            norm.reset_running_stats()
+        else:  # a channel that barely varied would amplify rounding noise by up to 1/sqrt(eps)
+            floor = VARIANCE_FLOOR * norm.running_var.median()
+            norm.running_var.clamp_(min=float(floor))
+
+
 def random_model(name: str, *, seed: int = 0) -> LoadedModel:
-    """``name`` with seeded random weights, labelled as such in its facts (tests, benchmarks)."""
-    with torch.random.fork_rng(devices=[]):  # leave the caller's random state alone
+    """``name`` with seeded random weights, labelled as such in its facts (tests, benchmarks).
+
+    The weights are chosen so that the outputs vary over their range, so that export parity and
+    fp16 error are measured on activations like a trained network's, not on saturated constants:
+    GroupNorm networks (FBA) get the FBA golden test's weight rule (:func:`_golden_weights`),
+    BatchNorm networks their own initialisation with statistics measured on sample inputs
+    (:func:`_calibrate_batch_norm`).
+    """
+    with torch.random.fork_rng(devices=[]):  # initialisation draws from torch's global RNG
         torch.manual_seed(seed)
         model = inference_model(name)
+    if any(isinstance(m, nn.GroupNorm) for m in model.modules()):
+        _golden_weights(model.network, seed)
+    _calibrate_batch_norm(model, seed)
     return LoadedModel(model, {"random": True, "seed": seed, "note": RANDOM_WEIGHTS_NOTE})

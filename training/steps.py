@@ -8,9 +8,11 @@ are what a checkpoint must hold to resume exactly.
 
 Inputs are built with :func:`mattecli.inputs.build_inputs`, the function inference uses, so a
 network trains on exactly the encodings it will see in ``mattecli run`` (FBA's two-channel trimap and
-Gaussian maps, the 0 / 0.5 / 1 trimap channel); where the contract wrapper of
+Gaussian maps, the 0 / 0.5 / 1 trimap channel). Where the contract wrapper of
 :mod:`training.registry` returns what the loss needs (FBA, LSA, AlphaGAN) the step calls the wrapper
-itself, so the ImageNet normalisation cannot differ between training and inference.
+itself; GFM and AdaMatting, whose losses need outputs the wrapper drops (glance and focus maps, the
+raw network output), call the network behind the wrapper's own ImageNet normalisation. Either way
+the normalisation cannot differ between training and inference.
 
 Regions: the trimap-based losses are taken over the trimap's unknown band (value 128); GFM's over
 its transition area. Class targets: GFM's glance labels, AdaMatting's adapted-trimap classes.
@@ -96,7 +98,7 @@ def collate(contract: ModelContract, samples: Sequence[Mapping[str, np.ndarray]]
 
 
 def to_batch(arrays: Mapping[str, np.ndarray], device: torch.device) -> Batch:
-    """Tensors on ``device`` from :func:`collate`'s arrays."""
+    """Tensors on ``device`` from :func:`collate`'s arrays (on the CPU they share the arrays' memory)."""
 
     def tensor(key: str) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(arrays[key])).to(device)

@@ -66,7 +66,10 @@ def _resolve(source: str, model: str | None, weights: Path | None, random_weight
 
 
 def _figures(deviations: list[Deviation]) -> str:
-    return ", ".join(f"{b}x{h}x{w}: {d.max_abs:.2g}" for d in deviations for b, h, w in [d.size])
+    text = ", ".join(f"{b}x{h}x{w}: {d.max_abs:.2g}" for d in deviations for b, h, w in [d.size])
+    if ties := sum(d.ambiguous for d in deviations):
+        text += f"; {ties} near-tie pixels of a hard decision left out"
+    return text
 
 
 def _describe(report: ExportReport) -> None:
@@ -137,13 +140,15 @@ def export(
 
     Examples:
 
-      mattecli export runs/fba/best.pth -o fba.onnx
+    ```
+    mattecli export runs/fba/best.pth -o fba.onnx
 
-      mattecli export FBA.pth --model fba-resnet50 -o fba.onnx
+    mattecli export FBA.pth --model fba-resnet50 -o fba.onnx
 
-      mattecli export fba-resnet50 --weights FBA.pth --fp16 -o fba-fp16.onnx
+    mattecli export fba-resnet50 --weights FBA.pth --fp16 -o fba-fp16.onnx
 
-      mattecli export gfm-tt --random-weights -o bench.onnx --json | jq .parity_max_abs
+    mattecli export gfm-tt --random-weights -o bench.onnx --json | jq .parity_max_abs
+    ```
     """
     with user_errors():
         _require_torch()
