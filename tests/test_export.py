@@ -112,15 +112,7 @@ def _float32_error(model: InferenceModel, size: tuple[int, int, int], seed: int)
     return max(float((a.double() - b).abs().max()) for a, b in zip(single, exact, strict=True))
 
 
-# AlphaGAN's max-unpooling scatters with duplicate indices (about a third of the pooled cells
-# share their argmax with a neighbour), whose write order ONNX leaves undefined: across processes
-# ONNX Runtime gave max differences from 2e-4 to 0.1 on the same inputs. Until the network
-# unpools without collisions, its parity is expected to fail now and then.
-_UNPOOL_RACE = pytest.mark.xfail(
-    reason="AlphaGAN max-unpool: ScatterND with duplicate indices has an undefined write order",
-    strict=False,
-)
-PARITY_CASES = [pytest.param(n, marks=_UNPOOL_RACE) if n == "alphagan" else n for n in ALL]
+PARITY_CASES = ALL
 
 
 @pytest.mark.slow

@@ -36,9 +36,11 @@ Choices where the paper is silent
     * The transposed conv uses padding 1 and output padding 1, so it doubles the size exactly: input
       height and width must be even, and multiples of 8 (output stride 8) are what inference should
       round to.
-    * Where overlapping 3×3 pooling windows chose the same argmax, unpooling writes several values to
-      one position and the last one wins. PyTorch on CPU and ONNX Runtime agree on that order; CUDA
-      does not promise one, so GPU results can differ at those pixels.
+    * Where overlapping 3×3 pooling windows chose the same argmax, several values land on one
+      position. ``F.max_unpool2d`` lets the last write win, an order that ONNX (ScatterND with
+      duplicate indices) and CUDA leave undefined, so exported outputs changed between runs. The
+      unpooling here keeps the largest of the colliding values (a scatter with a max reduction),
+      which is the same in every order and on every backend.
     * ASPP follows DeepLab-v3: BatchNorm in every branch including image pooling, which therefore
       cannot train at batch size 1 (the paper gives no batch size).
 
@@ -60,7 +62,6 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from training.networks.layers import ASPP, conv_norm_act, upsample_like
@@ -114,10 +115,22 @@ class AlphaGANGenerator(nn.Module):
         (stem, layer1, *_, layer4), indices = self.encoder.forward_with_indices(x)
         y = upsample_like(self.aspp(layer4), layer1)
         y = self.deconv1(torch.cat([y, self.layer1_skip(layer1)], dim=1))
-        y = F.max_unpool2d(y, indices, kernel_size=2, stride=2, output_size=stem.shape[-2:])
+        y = unpool_max(y, indices, stem.shape[-2:])
         y = self.deconv2(torch.cat([y, self.stem_skip(stem)], dim=1))
         y = self.deconv4(torch.cat([y, x[:, :RGB_CHANNELS]], dim=1))
         return torch.sigmoid(self.head(y))
+
+
+def unpool_max(values: torch.Tensor, indices: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Max-unpooling with an order-independent rule where pooled cells share an argmax.
+
+    ``indices`` are flat positions in a ``size`` map, as ``max_pool2d(return_indices=True)``
+    gives them; positions no value lands on stay 0.
+    """
+    n, c = values.shape[:2]
+    out = values.new_zeros((n, c, size[0] * size[1]))
+    out = out.scatter_reduce(2, indices.flatten(2), values.flatten(2), reduce="amax", include_self=False)
+    return out.view(n, c, size[0], size[1])
 
 
 def receptive_field(kernels: tuple[int, ...], strides: tuple[int, ...]) -> int:
