@@ -11,8 +11,8 @@ Criteria other than the total:
 
 * AlphaGAN: the reconstruction terms ``alpha + comp``. The GAN term measures how well the
   generator currently fools a discriminator that trains against it; it oscillates instead of
-  falling (it rose from 1.1 to 1.8 over the first steps while the alpha error fell), so the total
-  cannot fall tenfold.
+  falling (on a 64 px batch of GT04 it rose from 1.1 to 1.8 over the first five steps while the
+  alpha error fell by a third), so the total cannot fall tenfold.
 * AdaMatting: the two task losses ``trimap + alpha`` unweighted. Its total is
   ``½e^{-s1}·L_t + ½e^{-s2}·L_α + ½(s1 + s2)``, whose last term goes negative as the learned
   uncertainties shrink, so a ratio of totals means nothing.
