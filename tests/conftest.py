@@ -11,13 +11,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx_nets import conv_onnx
 from typer.testing import CliRunner
 
-from mattecli.models import METADATA_KEY, ModelContract
+from mattecli.models import ModelContract
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,29 +69,4 @@ LOCAL_CONTRACT = ModelContract(
 @pytest.fixture()
 def local_onnx(tmp_path: Path) -> Path:
     """A real ONNX graph whose output at a pixel depends only on a 7x7 neighbourhood."""
-    rng = np.random.default_rng(0)
-    widths = [3, 8, 8, 1]
-    nodes, inits = [], []
-    prev = "image"
-    for i in range(3):
-        w = rng.standard_normal((widths[i + 1], widths[i], 3, 3)).astype(np.float32) * 0.4
-        b = rng.standard_normal(widths[i + 1]).astype(np.float32) * 0.1
-        inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(b, f"b{i}")]
-        nodes.append(helper.make_node("Conv", [prev, f"w{i}", f"b{i}"], [f"c{i}"], pads=[1, 1, 1, 1]))
-        act = "Relu" if i < 2 else "Sigmoid"
-        out = "alpha" if i == 2 else f"r{i}"
-        nodes.append(helper.make_node(act, [f"c{i}"], [out]))
-        prev = out
-    graph = helper.make_graph(
-        nodes,
-        "local",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, "h", "w"])],
-        [helper.make_tensor_value_info("alpha", TensorProto.FLOAT, ["n", 1, "h", "w"])],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
-    model.ir_version = 10
-    helper.set_model_props(model, {METADATA_KEY: LOCAL_CONTRACT.to_json()})
-    path = tmp_path / "local.onnx"
-    onnx.save(model, path)
-    return path
+    return conv_onnx(tmp_path / "local.onnx", LOCAL_CONTRACT, seed=0)

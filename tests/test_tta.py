@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx_nets import conv_onnx
 
 from engines.base import open_engine
-from mattecli.models import METADATA_KEY, ModelContract
+from mattecli.models import ModelContract
 from mattecli.pipeline import FrameMatter, TileOptions
 from mattecli.summary import StageClock
 from mattecli.tta import DIHEDRAL, FULL_SCALES, Dihedral, predict_tta, scaled_size, views
@@ -28,34 +27,15 @@ CONTRACT = ModelContract(
 
 
 def _conv_onnx(path: Path, *, symmetric: bool) -> Path:
-    """A real ONNX network of 3x3 convolutions; with ``symmetric``, every kernel is invariant under
-    the 8 symmetries of the square, so the network commutes with rotations and mirrors."""
-    rng = np.random.default_rng(5)
-    widths = [3, 6, 6, 1]
-    nodes, inits = [], []
-    prev = "image"
-    for i in range(3):
-        w = rng.standard_normal((widths[i + 1], widths[i], 3, 3)).astype(np.float32) * 0.5
-        if symmetric:
-            w = np.mean([t.apply(w, axes=(2, 3)) for t in DIHEDRAL], axis=0).astype(np.float32)
-        b = rng.standard_normal(widths[i + 1]).astype(np.float32) * 0.1
-        inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(b, f"b{i}")]
-        nodes.append(helper.make_node("Conv", [prev, f"w{i}", f"b{i}"], [f"c{i}"], pads=[1, 1, 1, 1]))
-        out = "alpha" if i == 2 else f"r{i}"
-        nodes.append(helper.make_node("Sigmoid" if i == 2 else "Relu", [f"c{i}"], [out]))
-        prev = out
-    graph = helper.make_graph(
-        nodes,
-        "conv",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, "h", "w"])],
-        [helper.make_tensor_value_info("alpha", TensorProto.FLOAT, ["n", 1, "h", "w"])],
-        inits,
+    """With ``symmetric``, every kernel is invariant under the 8 symmetries of the square, so the
+    network commutes with rotations and mirrors."""
+
+    def symmetrise(w: np.ndarray) -> np.ndarray:
+        return np.mean([t.apply(w, axes=(2, 3)) for t in DIHEDRAL], axis=0)
+
+    return conv_onnx(
+        path, CONTRACT, seed=5, widths=(3, 6, 6, 1), scale=0.5, kernel=symmetrise if symmetric else None
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
-    model.ir_version = 10
-    helper.set_model_props(model, {METADATA_KEY: CONTRACT.to_json()})
-    onnx.save(model, path)
-    return path
 
 
 def _matter(path: Path) -> FrameMatter:
