@@ -13,10 +13,24 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mattecli.errors import MatteError
 
 err_console = Console(stderr=True, highlight=False)
+
+
+def progress_bar(label: str) -> Progress:
+    """A transient "label [bar] done/total elapsed" bar on stderr, drawn only on a terminal."""
+    return Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=not err_console.is_terminal,
+    )
 
 
 def print_json(payload: Any) -> None:

@@ -16,7 +16,7 @@ from typing import Literal
 
 import typer
 
-from mattecli.console import err_console, print_json, user_errors
+from mattecli.console import err_console, print_json, progress_bar, user_errors
 from mattecli.errors import EXIT_FAILED, InputError
 
 
@@ -70,7 +70,6 @@ def refine_foregrounds(
 
 def _run(pairs: list[tuple[str, dict[str, Path]]], output: Path, method: str) -> dict:
     from rich.markup import escape
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from mattecli.foreground import estimate_foreground, read_colour_and_alpha, write_foreground
 
@@ -78,15 +77,7 @@ def _run(pairs: list[tuple[str, dict[str, Path]]], output: Path, method: str) ->
     skipped: list[str] = []
     failed: list[dict[str, str]] = []
     start = time.perf_counter()
-    with Progress(
-        TextColumn(f"refining foregrounds ({method})"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-        disable=not err_console.is_terminal,
-    ) as progress:
+    with progress_bar(f"refining foregrounds ({method})") as progress:
         task = progress.add_task("refine", total=len(pairs))
         for name, files in pairs:
             target = output / f"{name}.png"

@@ -7,9 +7,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from mattecli.console import err_console, print_json, user_errors
+from mattecli.console import err_console, print_json, progress_bar, user_errors
 
 
 def sample(
@@ -63,14 +62,6 @@ def sample(
 @contextmanager
 def _progress(total: int) -> Iterator[Callable[[int], None]]:
     """A transient progress bar on stderr, drawn only when stderr is a terminal."""
-    with Progress(
-        TextColumn("rendering sample"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-        disable=not err_console.is_terminal,
-    ) as progress:
+    with progress_bar("rendering sample") as progress:
         task = progress.add_task("sample", total=total)
         yield lambda _index: progress.advance(task)
