@@ -54,38 +54,20 @@ def torch_device(device: Device) -> torch.device:
     return torch.device("cuda", device.index)
 
 
-class TorchEngine:
-    """A checkpoint's :class:`InferenceModel` in eval mode with frozen weights, on one device."""
+class ModelEngine:
+    """An :class:`InferenceModel` already in memory, behind the engine interface ``FrameMatter`` drives.
+
+    :class:`TorchEngine` loads one from a checkpoint; the trainer validates the network it is
+    training through one. Eval mode and gradients stay the owner's business.
+    """
 
     name = "torch"
 
-    def __init__(
-        self,
-        checkpoint: Path,
-        device: Device,
-        *,
-        model_name: str | None = None,
-        threads: int | None = None,
-    ) -> None:
-        if torch is None:
-            raise UnavailableError(
-                "the torch engine needs PyTorch, which is not installed",
-                hint="install torch for your platform, then `pip install 'mattecli[torch]'`",
-            )
-        from training.registry import load_model
-
+    def __init__(self, model: InferenceModel, device: Device) -> None:
         self.device = device
-        self._device = torch_device(device)  # before loading: a bad device fails fast
-        if threads:
-            torch.set_num_threads(threads)  # process-wide in torch; one engine per process
-        loaded = load_model(checkpoint, model_name)
-        self.path = Path(checkpoint)
-        self.weights = loaded.weights
-        self.model: InferenceModel = loaded.model.to(self._device).eval()
-        # An inference engine never trains: no parameter tracks gradients unless refinement
-        # turns some on (and off again) explicitly.
-        self.model.requires_grad_(False)
-        self.contract: ModelContract = self.model.contract
+        self._device = torch_device(device)
+        self.model = model
+        self.contract: ModelContract = model.contract
         self._kinds = [kind for _, kind in self.contract.inputs]
         self._output_kinds = [kind for _, kind in self.contract.outputs]
 
@@ -108,6 +90,40 @@ class TorchEngine:
         return {
             kind: value.float().cpu().numpy() for kind, value in zip(self._output_kinds, outputs, strict=True)
         }
+
+    def close(self) -> None:
+        """Nothing to release: the owner keeps the network."""
+
+
+class TorchEngine(ModelEngine):
+    """A checkpoint's :class:`InferenceModel` in eval mode with frozen weights, on one device."""
+
+    def __init__(
+        self,
+        checkpoint: Path,
+        device: Device,
+        *,
+        model_name: str | None = None,
+        threads: int | None = None,
+    ) -> None:
+        if torch is None:
+            raise UnavailableError(
+                "the torch engine needs PyTorch, which is not installed",
+                hint="install torch for your platform, then `pip install 'mattecli[torch]'`",
+            )
+        from training.registry import load_model
+
+        target = torch_device(device)  # before loading: a bad device fails fast
+        if threads:
+            torch.set_num_threads(threads)  # process-wide in torch; one engine per process
+        loaded = load_model(checkpoint, model_name)
+        self.path = Path(checkpoint)
+        self.weights = loaded.weights
+        model = loaded.model.to(target).eval()
+        # An inference engine never trains: no parameter tracks gradients unless refinement
+        # turns some on (and off again) explicitly.
+        model.requires_grad_(False)
+        super().__init__(model, device)
 
     def close(self) -> None:
         self.model = None  # type: ignore[assignment]

@@ -42,7 +42,7 @@ from engines.tensorrt import Gpu, cuda_gpu, import_tensorrt, no_gpu_error, trt_l
 from mattecli import __version__
 from mattecli.errors import EXIT_FAILED, InputError, MatteError
 from mattecli.media.imageio import atomic_path
-from mattecli.models import METADATA_KEY, ModelContract
+from mattecli.models import ModelContract, contract_from_metadata, load_onnx
 
 MIN_OPSET = 17
 _AXES = ("batch", "channels", "height", "width")
@@ -86,20 +86,6 @@ class OnnxFacts:
         return {i.name: i.channels for i in self.inputs}
 
 
-def _load(path: Path) -> onnx.ModelProto:
-    if not path.is_file():
-        raise InputError("ONNX file not found", path=path, hint="give the .onnx file `mattecli export` wrote")
-    try:
-        return onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf's DecodeError and onnx's own errors: all mean "not ONNX"
-        first = str(exc).strip().splitlines()
-        raise InputError(
-            f"not a readable ONNX file ({first[0] if first else type(exc).__name__})",
-            path=path,
-            hint="give the .onnx file `mattecli export` wrote",
-        ) from None
-
-
 def _graph_input(value: onnx.ValueInfoProto, kind: str, path: Path) -> GraphInput:
     tensor = value.type.tensor_type
     dims = list(tensor.shape.dim)
@@ -137,7 +123,7 @@ def inspect_onnx(path: Path, *, fp16: bool = False) -> OnnxFacts:
     width sizes are recorded; :func:`check_profiles` refuses only profiles that disagree with them.
     """
     path = Path(path)
-    proto = _load(path)
+    proto = load_onnx(path)
     graph = proto.graph
 
     external = [t.name for t in graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
@@ -152,14 +138,7 @@ def inspect_onnx(path: Path, *, fp16: bool = False) -> OnnxFacts:
             hint="re-export with `mattecli export`, which keeps the weights inside one file",
         )
 
-    meta = {p.key: p.value for p in proto.metadata_props}
-    if METADATA_KEY not in meta:
-        raise InputError(
-            "this ONNX file has no mattecli contract in its metadata",
-            path=path,
-            hint="export it with `mattecli export`, which records the inputs the model expects",
-        )
-    contract = ModelContract.from_json(meta[METADATA_KEY], source=str(path))
+    contract = contract_from_metadata({p.key: p.value for p in proto.metadata_props}, path)
 
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < MIN_OPSET:

@@ -44,7 +44,7 @@ import numpy as np
 from mattecli.errors import InputError, UnavailableError
 from mattecli.media.compose import quantize
 from mattecli.media.frame import to_float
-from mattecli.media.imageio import is_image_file, read_gray, read_image, write_image
+from mattecli.media.imageio import images_by_stem, read_gray, read_image, write_image
 
 Method = Literal["lsa", "ml", "cf"]
 METHODS: tuple[str, ...] = ("lsa", "ml", "cf")
@@ -176,34 +176,13 @@ def estimate_foreground(image: np.ndarray, alpha: np.ndarray, method: Method = "
     return np.clip(result, 0.0, 1.0).astype(np.float32)
 
 
-def image_files(folder: Path, role: str) -> dict[str, Path]:
-    """Image files of ``folder`` by stem (hidden files, such as half-written outputs, are skipped)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"{role} folder not found", path=folder, hint=f"give the folder of {role} images")
-    by_stem: dict[str, Path] = {}
-    for file in sorted(folder.iterdir()):
-        if not file.is_file() or file.name.startswith(".") or not is_image_file(file):
-            continue
-        if file.stem in by_stem:
-            raise InputError(
-                f"two {role} files share the name {file.stem!r}: {by_stem[file.stem].name} and {file.name}",
-                path=folder,
-                hint="keep one file per image name",
-            )
-        by_stem[file.stem] = file
-    if not by_stem:
-        raise InputError(f"no {role} images in this folder", path=folder)
-    return by_stem
-
-
 def pair_folders(folders: Mapping[str, Path]) -> list[tuple[str, dict[str, Path]]]:
     """Match the images of several folders by stem: ``{"image": dir, "alpha": dir}`` → [(name, files)].
 
     Every folder must hold every name; all mismatches are reported in one error before anything
     runs, so a long job never dies on its last file because of a typo.
     """
-    indexes = {role: image_files(folder, role) for role, folder in folders.items()}
+    indexes = {role: images_by_stem(folder, role) for role, folder in folders.items()}
     every = sorted(set().union(*indexes.values()))
     problems = []
     for role, index in indexes.items():

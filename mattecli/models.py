@@ -10,12 +10,18 @@ must stay importable with the base install (no torch).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
-from typing import Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from mattecli.errors import InputError
 
+if TYPE_CHECKING:
+    import onnx
+
 METADATA_KEY = "mattecli.contract"
+_EXPORTED_HINT = "give the .onnx file `mattecli export` wrote"
 
 # What each graph input is made from. Every image input is RGB in [0, 1], NCHW, float32;
 # normalisation (ImageNet mean/std) happens inside the graph so no engine can forget it.
@@ -97,9 +103,9 @@ _FBA_OUTPUTS: tuple[tuple[str, OutputKind], ...] = (
 _RGB_TRIMAP: tuple[tuple[str, InputKind], ...] = (("image", "image"), ("trimap", "trimap_1ch"))
 
 
-def _fba(encoder: str) -> ModelContract:
+def _fba(encoder: str, suffix: str = "") -> ModelContract:
     return ModelContract(
-        name=f"fba-{encoder}",
+        name=f"fba-{encoder}{suffix}",
         architecture="fba",
         paper="F, B, Alpha Matting (Forte & Pitie, 2020)",
         inputs=_FBA_INPUTS,
@@ -115,6 +121,7 @@ CONTRACTS: dict[str, ModelContract] = {
         _fba("resnet50"),
         _fba("resnet34"),
         _fba("resnet18"),
+        _fba("resnet18", "-slim"),  # every channel count halved: the CPU default model
         *(
             ModelContract(
                 name=f"gfm-{rosta.lower()}",
@@ -162,3 +169,37 @@ def contract_for(name: str) -> ModelContract:
     except KeyError:
         known = ", ".join(sorted(CONTRACTS))
         raise InputError(f"unknown model name {name!r}", hint=f"known models: {known}") from None
+
+
+def contract_from_metadata(meta: Mapping[str, str], source: Path | str) -> ModelContract:
+    """The contract in an ONNX file's metadata map (from ONNX Runtime or the onnx package)."""
+    if METADATA_KEY not in meta:
+        raise InputError(
+            "this ONNX file has no mattecli contract in its metadata",
+            path=source,
+            hint="export it with `mattecli export`, which records the inputs the model expects",
+        )
+    return ModelContract.from_json(meta[METADATA_KEY], source=str(source))
+
+
+def load_onnx(path: Path) -> onnx.ModelProto:
+    """Parse an ONNX file (weights stored outside it are not read), with a user error if it is not one."""
+    import onnx
+
+    if not path.is_file():
+        raise InputError("ONNX file not found", path=path, hint=_EXPORTED_HINT)
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf's DecodeError and onnx's own errors: all mean "not ONNX"
+        first = str(exc).strip().splitlines()
+        raise InputError(
+            f"not a readable ONNX file ({first[0] if first else type(exc).__name__})",
+            path=path,
+            hint=_EXPORTED_HINT,
+        ) from None
+
+
+def read_onnx_contract(path: Path) -> ModelContract:
+    """The contract of an exported ONNX file, read without starting an inference session."""
+    proto = load_onnx(path)
+    return contract_from_metadata({p.key: p.value for p in proto.metadata_props}, path)

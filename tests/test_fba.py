@@ -149,15 +149,21 @@ def test_unreadable_checkpoint_files(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("encoder", "layer1", "top"), [("resnet18", 64, 512), ("resnet34", 64, 512), ("resnet50", 256, 2048)]
+    ("encoder", "width", "layer1", "top", "ppm"),
+    [
+        ("resnet18", 1.0, 64, 512, 256),
+        ("resnet18", 0.5, 32, 256, 128),
+        ("resnet34", 1.0, 64, 512, 256),
+        ("resnet50", 1.0, 256, 2048, 256),
+    ],
 )
-def test_variant_forward_shapes(encoder: str, layer1: int, top: int) -> None:
+def test_variant_forward_shapes(encoder: str, width: float, layer1: int, top: int, ppm: int) -> None:
     """A 50×70 frame, padded to 56×72 (the size multiple the registry's contract enforces)."""
     torch.manual_seed(0)
-    model = fba(encoder).eval()
+    model = fba(encoder, width=width).eval()
     assert model.encoder.channels[1] == layer1 and model.encoder.channels[-1] == top
-    assert model.decoder.conv_up2[0].in_channels == 256 + layer1
-    assert model.decoder.conv_up1[0].in_channels == top + 4 * 256
+    assert model.decoder.conv_up2[0].in_channels == ppm + layer1
+    assert model.decoder.conv_up1[0].in_channels == top + 4 * ppm
     rng = np.random.default_rng(0)
     trimap = np.full((50, 70), 128, np.uint8)
     trimap[:, :20] = 0
@@ -175,6 +181,13 @@ def test_variant_forward_shapes(encoder: str, layer1: int, top: int) -> None:
     assert out.shape == (1, 7, 56, 72)
     assert out[:, 0].min() >= 0 and out[:, 0].max() <= 1
     assert out[:, 1:].min() > 0 and out[:, 1:].max() < 1
+
+
+def test_slim_variant_is_a_quarter_of_resnet18() -> None:
+    """The default model's network: every channel count halved, so about 1/4 of the parameters."""
+    slim = sum(p.numel() for p in fba("resnet18", width=0.5).parameters())
+    full = sum(p.numel() for p in fba("resnet18").parameters())
+    assert slim == 4_214_871 and 0.24 < slim / full < 0.26
 
 
 @pytest.mark.parametrize("size", [(7, 11), (13, 5), (1, 1), (6, 6), (25, 19), (40, 3)])

@@ -122,4 +122,4 @@ def test_missing_folder_is_a_clean_error(cli: CliRunner, tmp_path: Path) -> None
     result = cli.invoke(
         app, ["refine-foregrounds", str(tmp_path / "nope"), str(tmp_path), "-o", str(tmp_path / "o")]
     )
-    _clean_failure(result, EXIT_BAD_INPUT, "image folder not found")
+    _clean_failure(result, EXIT_BAD_INPUT, "image not found")

@@ -18,7 +18,6 @@ import pytest
 from typer.testing import CliRunner
 
 from mattecli.cli import app
-from mattecli.commands.run import NO_DEFAULT_MODEL
 from mattecli.media.imageio import read_gray, read_image
 
 STILLS = ("GT01", "GT02", "GT04")
@@ -200,8 +199,8 @@ def test_engine_and_model_errors(model: Path, clip: Path, tmp_path: Path) -> Non
     assert code == 3 and "TensorRT" in stderr
     code, _, stderr = _invoke(*common, "-m", model, "--device", "cuda")
     assert code == 3 and "CUDA" in stderr
-    code, _, stderr = _invoke(*common)
-    assert code == 4 and NO_DEFAULT_MODEL in stderr.replace("\n", " ")
+    code, _, stderr = _invoke(*common, "--engine", "torch")
+    assert code == 4 and "--engine torch needs --model" in stderr.replace("\n", " ")
     assert not (tmp_path / "out").exists()
 
 

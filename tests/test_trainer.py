@@ -242,10 +242,14 @@ def test_cpu_configs_load_against_the_real_data(shared_data: Path, name: str) ->
     assert config.threads == 2 and config.device == "cpu"
 
 
-def test_the_default_model_config_fits_the_next_issue(shared_data: Path) -> None:
-    """fba-resnet18 on the alphamatting.com triplets, 5 held out, validated each epoch on Trimap1."""
+def test_the_default_model_config(shared_data: Path) -> None:
+    """The slim FBA on the alphamatting.com triplets (5 held out) plus named pseudo-labels, validated
+    each epoch on Trimap1; no held-out image is among the pseudo-label photos."""
     config = load_config(CONFIGS / "default-model.toml")
-    assert config.model == "fba-resnet18" and config.data.recipe == "fba"
+    assert config.model == "fba-resnet18-slim" and config.data.recipe == "fba"
+    assert config.data.holdout == 5
+    pseudo = {source.image.relative_to(shared_data).parts[0] for source in config.data.pseudo_labels}
+    assert pseudo == {"examples", "trimap_free"}
     assert config.data.image == shared_data / "alphamatting" / "image"
     assert config.validation.trimap == shared_data / "alphamatting" / "trimap"
     assert config.validation.every == 1 and config.validation.max_side == 0

@@ -30,7 +30,7 @@ from mattecli.errors import InputError
 from mattecli.inputs import build_inputs
 from mattecli.models import CONTRACTS, ModelContract, contract_for
 from mattecli.preprocess import IMAGENET_MEAN, IMAGENET_STD
-from training.networks.checkpoints import check_state_dict, unwrap_state_dict
+from training.networks.checkpoints import check_state_dict, read_checkpoint, unwrap_state_dict
 
 # Keys of a mattecli checkpoint that are not facts about the weights.
 _CHECKPOINT_PAYLOAD = ("model", "state_dict", "optimizer", "scheduler", "scaler")
@@ -41,11 +41,11 @@ VARIANCE_FLOOR = 0.1
 RANDOM_WEIGHTS_NOTE = "random weights: for tests and benchmarks only, not for mattes"
 
 
-def _fba(encoder: str) -> Callable[[], nn.Module]:
+def _fba(encoder: str, width: float = 1.0) -> Callable[[], nn.Module]:
     def build() -> nn.Module:
         from training.networks.fba import fba
 
-        return fba(encoder)
+        return fba(encoder, width=width)
 
     return build
 
@@ -82,6 +82,7 @@ REGISTRY: dict[str, Callable[[], nn.Module]] = {
     "fba-resnet50": _fba("resnet50"),
     "fba-resnet34": _fba("resnet34"),
     "fba-resnet18": _fba("resnet18"),
+    "fba-resnet18-slim": _fba("resnet18", width=0.5),
     "gfm-tt": _gfm("TT"),
     "gfm-ft": _gfm("FT"),
     "gfm-bt": _gfm("BT"),
@@ -275,19 +276,6 @@ def checkpoint_dict(name: str, network: nn.Module, **facts: object) -> dict[str,
     return {"model": name, "state_dict": network.state_dict(), **facts}
 
 
-def _read_checkpoint(path: Path) -> object:
-    if not path.is_file():
-        raise InputError("checkpoint file not found", path=path, hint="check the path to the weights")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt, truncated or unsafe files
-        raise InputError(
-            f"cannot read this as a PyTorch checkpoint ({type(exc).__name__})",
-            path=path,
-            hint="the file may be truncated, or a pickle with code in it, which is refused for safety",
-        ) from exc
-
-
 def _scalar_facts(checkpoint: object) -> dict[str, object]:
     """The JSON-safe top-level facts of a mattecli checkpoint (epoch, scores), for the metadata."""
     if not isinstance(checkpoint, Mapping):
@@ -306,7 +294,7 @@ def load_model(path: str | Path, name: str | None = None) -> LoadedModel:
     with a ``module.`` prefix) needs ``name``. Keys and shapes must match exactly.
     """
     path = Path(path)
-    checkpoint = _read_checkpoint(path)
+    checkpoint = read_checkpoint(path)
     stored = checkpoint.get("model") if isinstance(checkpoint, Mapping) else None
     stored = stored if isinstance(stored, str) else None
     if stored is not None and name is not None and stored != name:

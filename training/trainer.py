@@ -52,7 +52,7 @@ import numpy as np
 import torch
 
 from engines.base import parse_device
-from engines.torch import torch_device
+from engines.torch import ModelEngine, torch_device
 from mattecli.errors import InputError
 from mattecli.foreground import pair_folders
 from mattecli.media.frame import Frame, to_float
@@ -74,7 +74,7 @@ from training.data.recipes import TrainingSamples
 from training.networks.checkpoints import check_state_dict, load_checkpoint, read_state_dict
 from training.networks.layers import WSConv2d
 from training.networks.resnet import widen_first_conv
-from training.registry import InferenceModel, build, checkpoint_dict, inference_model
+from training.registry import build, checkpoint_dict, inference_model
 from training.steps import TERMS, TrainingStep, collate, make_step, to_batch
 
 CONFIG_FILE = "config.toml"
@@ -327,38 +327,13 @@ def load_validation(config: Config, holdout: Sequence[str]) -> list[ValidationIm
     return images
 
 
-class LiveEngine:
-    """The network being trained, behind the engine interface ``FrameMatter`` drives (eval mode, no grad)."""
-
-    name = "torch"
-
-    def __init__(self, model: InferenceModel, device: torch.device) -> None:
-        self.model = model
-        self.contract = model.contract
-        self.device = device
-        self._kinds = [kind for _, kind in self.contract.inputs]
-        self._outputs = [kind for _, kind in self.contract.outputs]
-
-    def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        tensors = [
-            torch.from_numpy(np.ascontiguousarray(inputs[k], dtype=np.float32)).to(self.device)
-            for k in self._kinds
-        ]
-        with torch.inference_mode():
-            outputs = self.model(*tensors)
-        return {kind: value.float().cpu().numpy() for kind, value in zip(self._outputs, outputs, strict=True)}
-
-    def close(self) -> None:
-        """Nothing to release: the trainer owns the network."""
-
-
 def validate(step: TrainingStep, images: Sequence[ValidationImage], config: Config) -> dict[str, float]:
     """Mean metrics over ``images`` (paper scaling, keys of :data:`VALIDATION_METRICS`)."""
     contract = step.contract
     step.model.eval()
     try:
         matter = FrameMatter(
-            LiveEngine(step.model, step.device),  # type: ignore[arg-type]
+            ModelEngine(step.model, parse_device(str(step.device))),
             tiles=TileOptions(size=config.validation.tile or None),
             tta="none",
             fusion=contract.fusion == "fba",
@@ -843,7 +818,6 @@ def describe(summary: TrainSummary) -> str:
 __all__ = [
     "BatchSource",
     "ItemList",
-    "LiveEngine",
     "Reporter",
     "SilentReporter",
     "TrainSummary",

@@ -43,30 +43,6 @@ class _Item:
     gt_fg: Path | None
 
 
-def _index(path: Path, role: str) -> dict[str, Path]:
-    """Image files of a folder (or one file) by stem; hidden files (half-written outputs) are skipped."""
-    from mattecli.media.imageio import is_image_file
-
-    if path.is_file():
-        return {path.stem: path}
-    if not path.is_dir():
-        raise InputError(f"{role} not found", path=path, hint=f"give a folder of {role} images or one file")
-    by_stem: dict[str, Path] = {}
-    for file in sorted(path.iterdir()):
-        if not file.is_file() or file.name.startswith(".") or not is_image_file(file):
-            continue
-        if file.stem in by_stem:
-            raise InputError(
-                f"two {role} files share the name {file.stem!r}: {by_stem[file.stem].name} and {file.name}",
-                path=path,
-                hint="keep one file per image name",
-            )
-        by_stem[file.stem] = file
-    if not by_stem:
-        raise InputError(f"no {role} images in this folder", path=path)
-    return by_stem
-
-
 def _missing(names: list[str], total: int, what: str) -> str:
     shown = ", ".join(names[:MISSING_SHOWN])
     more = f" and {len(names) - MISSING_SHOWN} more" if len(names) > MISSING_SHOWN else ""
@@ -81,7 +57,9 @@ def _pair(
     gt_fg: Path | None,
 ) -> list[_Item]:
     """Match predictions, ground truth, trimaps and foregrounds by stem, or fail listing what is missing."""
-    preds, gts = _index(pred, "prediction"), _index(gt, "ground-truth")
+    from mattecli.media.imageio import images_by_stem
+
+    preds, gts = images_by_stem(pred, "prediction"), images_by_stem(gt, "ground-truth")
     if pred.is_file() and gt.is_file():
         preds = {gt.stem: pred}  # two files are compared whatever their names
     elif pred.is_file():
@@ -108,7 +86,7 @@ def _pair(
             raise InputError(
                 f"{role} folder not found", path=folder, hint=f"give the folder of {role} images"
             )
-        extras[role] = _index(folder, role)
+        extras[role] = images_by_stem(folder, role)
         if absent := [name for name in names if name not in extras[role]]:
             problems.append(_missing(absent, len(names), f"images have no {role} in {folder}"))
     if problems:

@@ -45,6 +45,26 @@ def _tensorrt() -> dict[str, Any]:
     return {"installed": True, "version": trt.__version__}
 
 
+def _default_model() -> dict[str, Any]:
+    """The packaged model: its file, architecture and the facts its export recorded."""
+    from mattecli.default_model import default_model_contract, default_model_path
+    from mattecli.errors import MatteError
+
+    try:
+        path = default_model_path()
+        contract = default_model_contract()
+    except MatteError as exc:
+        return {"installed": False, "error": exc.message}
+    return {
+        "installed": True,
+        "file": str(path),
+        "size_mb": round(path.stat().st_size / 1e6, 1),
+        "model": contract.name,
+        "paper": contract.paper,
+        "weights": contract.weights,
+    }
+
+
 def collect() -> dict[str, Any]:
     """Everything ``info`` reports, as plain data."""
     from mattecli.models import CONTRACTS
@@ -54,6 +74,7 @@ def collect() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "engines": {"ort": _onnxruntime(), "torch": _torch(), "trt": _tensorrt()},
+        "default_model": _default_model(),
         "models": {
             name: {"architecture": c.architecture, "needs_trimap": c.needs_trimap, "paper": c.paper}
             for name, c in CONTRACTS.items()
@@ -84,3 +105,15 @@ def info(
     for name, facts in report["models"].items():
         models.add_row(name, facts["architecture"], "yes" if facts["needs_trimap"] else "no", facts["paper"])
     out.print(models)
+    default = report["default_model"]
+    if not default["installed"]:
+        out.print(f"[red]default model missing[/]: {escape(default['error'])}")
+        return
+    out.print(
+        f"default model: {default['model']} ({escape(default['file'])}, {default['size_mb']} MB), "
+        "used by `mattecli run` without --model"
+    )
+    facts = Table("fact", "value", title="default model: training facts and validation scores")
+    for key, value in default["weights"].items():
+        facts.add_row(key, escape(str(value)))
+    out.print(facts)

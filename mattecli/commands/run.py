@@ -25,9 +25,11 @@ if TYPE_CHECKING:
 
     from mattecli.media.sinks import OutputSpec
 
-NO_DEFAULT_MODEL = (
-    "--model is required until the package ships a default model; export one with `mattecli export`"
-)
+# The packaged default is an ONNX file: the other engines need the user's own model file.
+MODEL_FOR_ENGINE = {
+    "torch": "a checkpoint (.pth) from `mattecli train` or the public FBA.pth",
+    "trt": "a .engine file from `mattecli build-engine`",
+}
 
 
 def run(
@@ -46,7 +48,9 @@ def run(
         None,
         "--model",
         "-m",
-        help="ONNX file from `mattecli export` (.engine for trt, checkpoint for torch).",
+        help="ONNX file from `mattecli export` (.engine for trt, checkpoint for torch); "
+        "default: the packaged model (ort only).",
+        show_default=False,
     ),
     engine: Literal["ort", "torch", "trt"] = typer.Option("ort", "--engine", help="Inference backend."),
     device: str | None = typer.Option(
@@ -140,11 +144,17 @@ def run(
     ```
     """
     from engines.base import open_engine
+    from mattecli.default_model import default_model_path
     from mattecli.pipeline import RefineOptions, RunOptions, TileOptions, run_pipeline
 
     with user_errors():
         if model is None:
-            raise InputError(NO_DEFAULT_MODEL)
+            if engine in MODEL_FOR_ENGINE:
+                raise InputError(
+                    f"--engine {engine} needs --model: {MODEL_FOR_ENGINE[engine]}",
+                    hint="without --model, run uses the packaged ONNX model on --engine ort",
+                )
+            model = default_model_path()
         spec = _output_spec(
             output, alpha, fg, premultiplied, composite, video, video_content, pattern, fps, no_audio
         )

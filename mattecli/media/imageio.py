@@ -199,3 +199,30 @@ def write_image(path: str | Path, image: np.ndarray, *, half: bool = False) -> N
 
     with atomic_path(path) as tmp:
         writer(tmp)
+
+
+def images_by_stem(path: Path, role: str) -> dict[str, Path]:
+    """The image files of a folder (or one image file) by stem, for matching folders by image name.
+
+    Hidden files (half-written outputs of an atomic write) are skipped; two files with one stem
+    (``GT01.png`` and ``GT01.jpg``) are an error, since either could be meant.
+    """
+    path = Path(path)
+    if path.is_file():
+        return {path.stem: path}
+    if not path.is_dir():
+        raise InputError(f"{role} not found", path=path, hint=f"give a folder of {role} images or one file")
+    by_stem: dict[str, Path] = {}
+    for file in sorted(path.iterdir()):
+        if not file.is_file() or file.name.startswith(".") or not is_image_file(file):
+            continue
+        if file.stem in by_stem:
+            raise InputError(
+                f"two {role} files share the name {file.stem!r}: {by_stem[file.stem].name} and {file.name}",
+                path=path,
+                hint="keep one file per image name",
+            )
+        by_stem[file.stem] = file
+    if not by_stem:
+        raise InputError(f"no {role} images in this folder", path=path)
+    return by_stem

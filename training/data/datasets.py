@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from mattecli.errors import InputError
-from mattecli.foreground import Method, image_files, pair_folders, read_colour_and_alpha
+from mattecli.foreground import Method, pair_folders, read_colour_and_alpha
 from mattecli.media.frame import to_float
-from mattecli.media.imageio import read_image
+from mattecli.media.imageio import images_by_stem, read_image
 from training.data.composite import match_resolution
 from training.data.foreground import reestimated_foreground
 
@@ -156,7 +156,7 @@ class BackgroundSet:
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
-        self.files = [path for _, path in sorted(image_files(self.folder, "background").items())]
+        self.files = [path for _, path in sorted(images_by_stem(self.folder, "background").items())]
         self._load = lru_cache(maxsize=BACKGROUND_CACHE)(self._read)
 
     def __len__(self) -> int:

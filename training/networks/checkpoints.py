@@ -22,20 +22,24 @@ DP_PREFIX = "module."
 SHOW = 5  # keys listed per kind of mismatch
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a checkpoint file (tensors only: ``weights_only=True``) and unwrap it to a state dict."""
+def read_checkpoint(path: str | Path) -> object:
+    """A checkpoint file's contents, read safely (``weights_only=True``: tensors and plain data only)."""
     path = Path(path)
     if not path.is_file():
         raise InputError("checkpoint file not found", path=path, hint="check the path to the weights")
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises a dozen types for corrupt, truncated or unsafe files
         raise InputError(
             f"cannot read this as a PyTorch checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]})",
             path=path,
             hint="the file may be truncated, or a pickle with code in it, which is refused for safety",
         ) from exc
-    return unwrap_state_dict(loaded, path=path)
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a checkpoint file and unwrap it to a state dict (any wrapper, ``module.`` stripped)."""
+    return unwrap_state_dict(read_checkpoint(path), path=path)
 
 
 def unwrap_state_dict(obj: object, *, path: str | Path | None = None) -> dict[str, torch.Tensor]:

@@ -33,8 +33,9 @@ Input height and width must be multiples of :data:`SIZE_MULTIPLE` (8); padding o
 multiple is the caller's job (the model registry's preprocessing contract states it).
 
 Lighter variants (``fba("resnet34")``, ``fba("resnet18")``) keep the head and adapt only the widths
-that depend on the encoder (layer1 and layer4 channels); they are this project's addition for CPU
-use, not part of the paper.
+that depend on the encoder (layer1 and layer4 channels); ``width=0.5`` also halves every channel
+count of encoder and decoder (about a quarter of the compute: the package's default model). They are
+this project's additions for CPU use, not part of the paper.
 """
 
 from __future__ import annotations
@@ -57,25 +58,24 @@ ENCODER_DEPTHS = {"resnet18": 18, "resnet34": 34, "resnet50": 50}
 class FBADecoder(nn.Module):
     """PPM + the seven-conv decoder with its skips; widths follow the encoder's channel list."""
 
-    def __init__(self, encoder_channels: list[int], *, norm: str = "gn_ws") -> None:
+    def __init__(self, encoder_channels: list[int], *, norm: str = "gn_ws", width: float = 1.0) -> None:
         super().__init__()
         stem_ch, layer1_ch, top_ch = encoder_channels[0], encoder_channels[1], encoder_channels[-1]
-        self.ppm = PyramidPooling(
-            top_ch, PPM_CHANNELS, PPM_BINS, norm=norm, activation=nn.LeakyReLU, conv_bias=True
-        )
+        c256, c64, c32, c16 = (round(c * width) for c in (PPM_CHANNELS, 64, 32, 16))
+        self.ppm = PyramidPooling(top_ch, c256, PPM_BINS, norm=norm, activation=nn.LeakyReLU, conv_bias=True)
 
         def block(cin: int, cout: int) -> list[nn.Module]:
             return [conv2d(norm, cin, cout, 3, padding=1, bias=True), norm2d(norm, cout), nn.LeakyReLU()]
 
-        self.conv_up1 = nn.Sequential(*block(self.ppm.out_channels, 256), *block(256, 256))
-        self.conv_up2 = nn.Sequential(*block(256 + layer1_ch, 256))
-        self.conv_up3 = nn.Sequential(*block(256 + stem_ch, 64))
+        self.conv_up1 = nn.Sequential(*block(self.ppm.out_channels, c256), *block(c256, c256))
+        self.conv_up2 = nn.Sequential(*block(c256 + layer1_ch, c256))
+        self.conv_up3 = nn.Sequential(*block(c256 + stem_ch, c64))
         self.conv_up4 = nn.Sequential(
-            nn.Conv2d(64 + 3 + 3 + 2, 32, 3, padding=1),
+            nn.Conv2d(c64 + 3 + 3 + 2, c32, 3, padding=1),
             nn.LeakyReLU(),
-            nn.Conv2d(32, 16, 3, padding=1),
+            nn.Conv2d(c32, c16, 3, padding=1),
             nn.LeakyReLU(),
-            nn.Conv2d(16, OUT_CHANNELS, 1),
+            nn.Conv2d(c16, OUT_CHANNELS, 1),
         )
 
     def forward(
@@ -105,15 +105,19 @@ class FBA(nn.Module):
     F (3, sigmoid), B (3, sigmoid), before fusion.
     """
 
-    def __init__(self, encoder: str = "resnet50", *, norm: str = "gn_ws") -> None:
+    def __init__(self, encoder: str = "resnet50", *, norm: str = "gn_ws", width: float = 1.0) -> None:
         super().__init__()
         if encoder not in ENCODER_DEPTHS:
             raise ValueError(f"encoder must be one of {sorted(ENCODER_DEPTHS)}, got {encoder!r}")
-        self.variant = encoder
+        self.variant = encoder if width == 1.0 else f"{encoder} at width {width:g}"
         self.encoder: ResNetEncoder = resnet(
-            ENCODER_DEPTHS[encoder], norm=norm, in_channels=IN_CHANNELS, output_stride=SIZE_MULTIPLE
+            ENCODER_DEPTHS[encoder],
+            norm=norm,
+            in_channels=IN_CHANNELS,
+            output_stride=SIZE_MULTIPLE,
+            width=width,
         )
-        self.decoder = FBADecoder(self.encoder.channels, norm=norm)
+        self.decoder = FBADecoder(self.encoder.channels, norm=norm, width=width)
         self.register_buffer("mean", torch.from_numpy(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.from_numpy(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
@@ -137,6 +141,9 @@ class FBA(nn.Module):
         return self.decoder(features, image_n, image, two_chan_trimap)
 
 
-def fba(encoder: str = "resnet50", *, norm: str = "gn_ws") -> FBA:
-    """FBA with a ResNet-50 (the paper's, and the public checkpoint's), ResNet-34 or ResNet-18 encoder."""
-    return FBA(encoder, norm=norm)
+def fba(encoder: str = "resnet50", *, norm: str = "gn_ws", width: float = 1.0) -> FBA:
+    """FBA with a ResNet-50 (the paper's, and the public checkpoint's), ResNet-34 or ResNet-18 encoder.
+
+    ``width`` multiplies every channel count of encoder and decoder (0.5 for the slim CPU model).
+    """
+    return FBA(encoder, norm=norm, width=width)

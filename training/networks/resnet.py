@@ -7,6 +7,8 @@ One configurable encoder instead of five copies:
 - ``norm``: "bn" (BatchNorm) or "gn_ws" (GroupNorm(32) + weight-standardised convs everywhere in the
   encoder, FBA paper §3.2);
 - ``in_channels`` for the first conv (matting inputs carry trimap channels);
+- ``width``: a multiplier on every stage's channels (this project's slim CPU encoders; 1.0 is the
+  paper network);
 - ``output_stride`` 32, 16 or 8 by dilating layer4 (16) or layer3 and layer4 (8);
 - ResNet-D ("bag of tricks", used by the LSA baseline): ``deep_stem`` (three 3×3 convs) and
   ``avg_down`` (average-pool before the 1×1 shortcut conv instead of a strided 1×1 conv).
@@ -188,12 +190,16 @@ class ResNetEncoder(nn.Module):
         output_stride: int = 32,
         deep_stem: bool = False,
         avg_down: bool = False,
+        width: float = 1.0,
     ) -> None:
         super().__init__()
         check_norm(norm)
+        if deep_stem and width != 1.0:
+            raise ValueError("a deep stem is only built at width 1.0")
         if output_stride not in STAGE_DILATIONS:
             raise ValueError(f"output_stride must be one of {sorted(STAGE_DILATIONS)}, got {output_stride}")
         d3, d4 = STAGE_DILATIONS[output_stride]
+        base = round(64 * width)  # stem and layer1 width; each later stage doubles it
         self.norm = norm
         self.in_channels = in_channels
         self.output_stride = output_stride
@@ -209,17 +215,17 @@ class ResNetEncoder(nn.Module):
                 conv2d(norm, w, 64, 3, padding=1),
             )
         else:
-            self.conv1 = conv2d(norm, in_channels, 64, 7, stride=2, padding=3)
-        self.bn1 = norm2d(norm, 64)
+            self.conv1 = conv2d(norm, in_channels, base, 7, stride=2, padding=3)
+        self.bn1 = norm2d(norm, base)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         e = block.expansion
         kw = {"norm": norm, "avg_down": avg_down}
-        self.layer1 = make_stage(block, 64, 64, layers[0], **kw)
-        self.layer2 = make_stage(block, 64 * e, 128, layers[1], stride=2, **kw)
-        self.layer3 = make_stage(block, 128 * e, 256, layers[2], stride=2, dilation=d3, **kw)
-        self.layer4 = make_stage(block, 256 * e, 512, layers[3], stride=2, dilation=d4, **kw)
-        self.channels = [64, 64 * e, 128 * e, 256 * e, 512 * e]
+        self.layer1 = make_stage(block, base, base, layers[0], **kw)
+        self.layer2 = make_stage(block, base * e, 2 * base, layers[1], stride=2, **kw)
+        self.layer3 = make_stage(block, 2 * base * e, 4 * base, layers[2], stride=2, dilation=d3, **kw)
+        self.layer4 = make_stage(block, 4 * base * e, 8 * base, layers[3], stride=2, dilation=d4, **kw)
+        self.channels = [base, base * e, 2 * base * e, 4 * base * e, 8 * base * e]
         self.strides = [2, 4, 8, min(16, output_stride), output_stride]
         self._init_weights()
 
@@ -263,6 +269,7 @@ def resnet(
     output_stride: int = 32,
     deep_stem: bool = False,
     avg_down: bool = False,
+    width: float = 1.0,
 ) -> ResNetEncoder:
     """A ResNet-``depth`` encoder (18, 34, 50 or 101); see :class:`ResNetEncoder` for the options.
 
@@ -279,6 +286,7 @@ def resnet(
         output_stride=output_stride,
         deep_stem=deep_stem,
         avg_down=avg_down,
+        width=width,
     )
 
 
