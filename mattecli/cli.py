@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from mattecli import __version__
+from mattecli.commands import bench as bench_cmd
 from mattecli.commands import build_engine as build_engine_cmd
 from mattecli.commands import eval as eval_cmd
 from mattecli.commands import export as export_cmd
@@ -48,6 +49,7 @@ app.command("run")(run_cmd.run)
 app.command("sample")(sample_cmd.sample)
 app.command("eval")(eval_cmd.evaluate)
 app.command("build-engine")(build_engine_cmd.build_engine)
+app.command("bench")(bench_cmd.bench)
 app.command("export")(export_cmd.export)
 app.command("train")(train_cmd.train)
 app.command("refine-foregrounds")(refine_fg_cmd.refine_foregrounds)

@@ -1,7 +1,9 @@
 """Post-engine combination of network outputs: FBA's F/B/alpha fusion and the trimap's known regions.
 
 Runs in NumPy float32 after the inference engine, so every engine (ONNX Runtime, PyTorch, TensorRT)
-and tiled inference share one implementation. Arrays are channel-last: alpha ``…×H×W``, colours
+and tiled inference share one implementation. Everything here is per pixel, so it runs as well
+on the few pixels whose output the network decides (the pipeline gathers the unknown band into
+``N`` and ``N×3`` arrays) as on whole frames. Arrays are channel-last: alpha ``…×H×W``, colours
 ``…×H×W×3``, all in [0, 1]; leading batch dimensions broadcast.
 """
 
@@ -9,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mattecli.preprocess import two_channel_trimap
+from mattecli.preprocess import definite_regions
 
 # FBA paper §3.4: sigma_C^2 = sigma_F^2 = sigma_B^2 = 1, sigma_alpha^2 = 10, one iteration.
 SIGMA_C_SQ = 1.0
@@ -61,12 +63,13 @@ def fba_fusion(
 def impose_trimap(alpha: np.ndarray, trimap: np.ndarray) -> np.ndarray:
     """Force alpha to 0 on the trimap's definite background and to 1 on its definite foreground.
 
-    ``trimap`` is H×W with 0 = background and the dtype's full value (255, or 1.0 for floats) =
-    foreground, as :func:`mattecli.preprocess.two_channel_trimap` reads it.
+    ``trimap`` has alpha's shape (H×W, or the N pixels the pipeline fuses) with 0 = background
+    and the dtype's full value (255, or 1.0 for floats) = foreground, as
+    :func:`mattecli.preprocess.definite_regions` reads it.
     """
-    regions = two_channel_trimap(trimap)
-    alpha = np.where(regions[..., 0] > 0, np.float32(0.0), alpha)
-    return np.where(regions[..., 1] > 0, np.float32(1.0), alpha).astype(np.float32, copy=False)
+    background, foreground = definite_regions(trimap)
+    alpha = np.where(background, np.float32(0.0), alpha)
+    return np.where(foreground, np.float32(1.0), alpha).astype(np.float32, copy=False)
 
 
 def impose_known_colours(

@@ -10,6 +10,10 @@ Three threads overlap the work of consecutive frames:
 
 Both queues are bounded (``RunOptions.prefetch`` and ``RunOptions.write_queue`` frames) and
 nothing is kept per frame after it is written, so memory stays flat over a clip of any length.
+Within a frame, nothing the size of the frame is built in float except the outputs handed to the
+writer: tiles take their inputs straight from the decoded frame, the trimap's distance maps and
+every tile buffer are reused from frame to frame, and only the unknown band's pixels are blended
+and fused (see :class:`FrameMatter`).
 
 Several inputs run one after another. Everything that can be checked without running the model
 is checked for *all* inputs before the first frame (output options against each input's kind,
@@ -31,7 +35,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +46,7 @@ import numpy as np
 from engines.base import Engine
 from mattecli.errors import InputError, MatteError
 from mattecli.fusion import fba_fusion, impose_known_colours, impose_trimap
-from mattecli.inputs import ModelInputs, build_inputs, pad_reflect
+from mattecli.inputs import INPUT_CHANNELS, FrameInputs, ModelInputs, build_inputs, pad_reflect, unit_rgb
 from mattecli.media.frame import Frame
 from mattecli.media.imageio import is_image_file
 from mattecli.media.naming import video_name
@@ -52,8 +56,9 @@ from mattecli.media.sources import DEFAULT_PREFETCH, Source, open_source, select
 from mattecli.media.trimaps import TrimapIndex
 from mattecli.media.video_writer import video_suffix
 from mattecli.models import ModelContract
+from mattecli.preprocess import Scratch, definite_regions
 from mattecli.summary import InputSummary, Reporter, RunSummary, StageClock
-from mattecli.tiling import infer_tiled, plan_tiles
+from mattecli.tiling import PixelSet, TilePlan, plan_tiles, stitch_tiles
 from mattecli.tta import TTAMode, predict_tta
 
 # Frames waiting for the writer thread: enough to absorb a slow PNG or a ProRes flush, few
@@ -76,7 +81,7 @@ class TileOptions:
     """
 
     size: int | None = 512
-    context: int = 64  # pixels at each inner tile edge that only feed the receptive field
+    context: int = 32  # pixels at inner tile edges that only feed the receptive field (README: tiling)
     blend: int = 32  # width of the raised-cosine ramp between overlapping tiles
     batch: int = 4  # tiles per engine call
 
@@ -113,7 +118,17 @@ class FrameMatter:
     """One frame (and its trimap) to alpha and foreground, with the options of a run.
 
     ``want_foreground``: return the model's foreground (when it has one) for the outputs that
-    show colour; without it only alpha is stitched from the tiles.
+    show colour; without it only alpha is returned, and only the pixels alpha needs are computed.
+
+    Without TTA or refinement (the default) nothing is built for the whole frame beyond what the
+    trimap fixes anyway: tiles read their inputs straight from the decoded frame, their outputs
+    are blended only at the pixels whose output the network decides (:meth:`decided_pixels`),
+    and fusion runs there alone. Every other pixel takes the trimap's alpha and the image's
+    colour, which is exactly what fusion followed by the known-region rules gives it. Work
+    buffers live in ``scratch`` and are reused from frame to frame.
+
+    Stage times: building tile inputs is ``preprocess``, the network calls are ``engine``,
+    blending tile outputs and fusion are ``fusion``.
     """
 
     def __init__(
@@ -139,22 +154,25 @@ class FrameMatter:
         self.fusion = fusion
         self.clock = clock
         has_foreground = self.contract.output_name("foreground") is not None
+        self.returns_foreground = want_foreground and has_foreground
         kinds = ["alpha"]
-        if fusion or (want_foreground and has_foreground):
+        if fusion or self.returns_foreground:
             kinds.append("foreground")
         if fusion:
             kinds.append("background")
         self.kinds = tuple(kinds)
+        self.scratch = Scratch()
 
-    def predict(self, image: np.ndarray, trimap: np.ndarray | None) -> dict[str, np.ndarray]:
-        """The network's outputs for one view of the frame (C x H x W, cropped to the view)."""
+    def _inputs(self, image: np.ndarray, trimap: np.ndarray | None) -> FrameInputs:
         with self.clock.measure("preprocess"):
-            inputs = build_inputs(self.contract, image, trimap)
-        if self.refine is not None and trimap is not None:
-            return self._refined(inputs, trimap)
+            return FrameInputs(self.contract, image, trimap, self.scratch)
+
+    def _plan(self, inputs: FrameInputs) -> TilePlan | None:
+        """The tiles for this frame, or None to run the whole (padded) frame at once."""
         tiles = self.tiles
-        plan = None
-        if tiles.size is not None:
+        if tiles.size is None:
+            return None
+        with self.clock.measure("preprocess"):
             plan = plan_tiles(
                 inputs.unknown,
                 tile=tiles.size,
@@ -162,20 +180,73 @@ class FrameMatter:
                 blend=tiles.blend,
                 multiple=self.contract.size_multiple,
             )
-            # Tiles are for frames too big to run whole. When one engine call's worth of tiles
-            # already holds as many pixels as the whole frame, the frame costs no more memory and
-            # less compute (tiles overlap), and its network sees all the context: run it whole.
-            padded_h, padded_w = inputs.padded_shape
-            if len(plan) and padded_h * padded_w <= min(len(plan), tiles.batch) * plan.tile_h * plan.tile_w:
-                plan = None
-        if plan is None:
-            outputs = self.engine.infer({kind: array[None] for kind, array in inputs.arrays.items()})
-            whole = {kind: outputs[kind][0] for kind in self.kinds}
-        else:
-            whole = infer_tiled(
-                self.engine.infer, inputs.arrays, plan, inputs.fill(self.kinds), batch_size=tiles.batch
+        # Tiles are for frames too big to run whole. When one engine call's worth of tiles
+        # already holds as many pixels as the whole frame, the frame costs no more memory and
+        # less compute (tiles overlap), and its network sees all the context: run it whole.
+        padded_h, padded_w = inputs.padded_shape
+        if len(plan) and padded_h * padded_w <= min(len(plan), tiles.batch) * plan.tile_h * plan.tile_w:
+            return None
+        return plan
+
+    def _network(self, inputs: FrameInputs, plan: TilePlan | None, pixels: PixelSet) -> dict[str, np.ndarray]:
+        """The network's outputs at ``pixels`` (N x C per kind), all of which ``plan`` covers."""
+
+        def infer(feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+            with self.clock.measure("engine"):
+                return self.engine.infer(feed)
+
+        def write_input(kind: str, y: int, x: int, out: np.ndarray) -> None:
+            with self.clock.measure("preprocess"):
+                inputs.write(kind, y, x, out)
+
+        with self.clock.measure("fusion"):
+            if plan is None:
+                feed = {
+                    kind: self.scratch.get(f"feed-{kind}", (1, INPUT_CHANNELS[kind], *inputs.padded_shape))
+                    for kind in inputs.kinds
+                }
+                for kind, buffer in feed.items():
+                    write_input(kind, 0, 0, buffer[0])
+                outputs = infer(feed)
+                return {kind: pixels.gather(outputs[kind][0]) for kind in self.kinds}
+            inputs.read_only(plan.rects())
+            return stitch_tiles(
+                infer,
+                write_input,
+                {kind: INPUT_CHANNELS[kind] for kind in inputs.kinds},
+                plan,
+                pixels,
+                self.kinds,
+                batch_size=self.tiles.batch,
+                scratch=self.scratch,
             )
-        return {kind: inputs.crop(value) for kind, value in whole.items()}
+
+    def predict(self, image: np.ndarray, trimap: np.ndarray | None) -> dict[str, np.ndarray]:
+        """The network's outputs for one view of the frame (C x H x W, cropped to the view).
+
+        Pixels no tile computes take the trimap's alpha and the image's colour.
+        """
+        if self.refine is not None and trimap is not None:
+            with self.clock.measure("preprocess"):
+                model_inputs = build_inputs(self.contract, image, trimap)
+            return self._refined(model_inputs, trimap)
+        inputs = self._inputs(image, trimap)
+        plan = self._plan(inputs)
+        height, width = image.shape[:2]
+        with self.clock.measure("fusion"):
+            computed = np.ones(inputs.padded_shape, bool) if plan is None else plan.coverage()
+            pixels = PixelSet(_within(computed, height, width), self.scratch)
+        values = self._network(inputs, plan, pixels)
+        with self.clock.measure("fusion"):
+            colour = np.ascontiguousarray(unit_rgb(inputs.image).transpose(2, 0, 1))
+            fill = {"alpha": inputs.known_alpha()[None], "foreground": colour, "background": colour}
+            whole = {}
+            for kind in self.kinds:
+                out = fill[kind].copy()
+                if kind in values:
+                    pixels.scatter(values[kind], out)
+                whole[kind] = out[:, :height, :width]
+            return whole
 
     def _refined(self, inputs: ModelInputs, trimap: np.ndarray) -> dict[str, np.ndarray]:
         """Backpropagating refinement over the whole frame.
@@ -195,24 +266,87 @@ class FrameMatter:
         )
         return {"alpha": inputs.crop(result.alpha[0])}
 
+    def decided_pixels(self, trimap: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
+        """H x W bool: the pixels whose output the network decides; the trimap fixes all others.
+
+        Alpha is the trimap's on its definite regions (:func:`impose_trimap`). A returned
+        foreground is the image where alpha is 1 when fusion's background is there to say so
+        (:func:`impose_known_colours`), so the definite foreground is fixed; without fusion the
+        network's colour is kept everywhere. Without a trimap, every pixel is the network's.
+        """
+        if trimap is None or (self.returns_foreground and "background" not in self.kinds):
+            return np.ones(shape, dtype=bool)
+        background, foreground = definite_regions(trimap)
+        if self.returns_foreground:
+            return np.logical_not(foreground)
+        return np.logical_not(background | foreground)
+
+    def _finish(
+        self,
+        image: np.ndarray,
+        trimap: np.ndarray | None,
+        pixels: PixelSet,
+        values: Mapping[str, np.ndarray],
+        height: int,
+        width: int,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Fusion and the trimap's rules at ``pixels``; elsewhere the values the trimap fixes.
+
+        ``image`` (H x W x 3, any dtype) and ``trimap`` are on the grid of ``pixels``; the
+        results are cut to ``height`` x ``width`` and are new arrays (they go to the writer).
+        """
+        with self.clock.measure("fusion"):
+            if trimap is None:
+                alpha = np.zeros(pixels.shape, dtype=np.float32)
+            else:
+                alpha = definite_regions(trimap)[1].astype(np.float32)
+            fg_out = unit_rgb(image) if self.returns_foreground else None
+            if len(pixels):
+                colour = unit_rgb(image.reshape(-1, image.shape[-1])[pixels.index])
+                a = values["alpha"][:, 0]
+                fg, bg = values.get("foreground"), values.get("background")
+                if self.fusion:
+                    assert fg is not None and bg is not None
+                    a, fg, bg = fba_fusion(colour, a, fg, bg)
+                if trimap is not None:
+                    a = impose_trimap(a, pixels.gather(trimap))
+                    if fg is not None and bg is not None:
+                        fg, _ = impose_known_colours(colour, a, fg, bg)
+                pixels.scatter(a, alpha)
+                if fg_out is not None and fg is not None:
+                    fg_out.reshape(-1, 3)[pixels.index] = fg
+            alpha = np.ascontiguousarray(alpha[:height, :width])
+            if fg_out is not None:
+                fg_out = np.ascontiguousarray(fg_out[:height, :width])
+            return alpha, fg_out
+
     def __call__(self, frame: Frame, trimap: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
         """Alpha (H x W) and foreground (H x W x 3, or None) in [0, 1], float32."""
+        if self.tta == "none" and self.refine is None:
+            inputs = self._inputs(frame.image, trimap)
+            plan = self._plan(inputs)
+            with self.clock.measure("fusion"):
+                decided = self.decided_pixels(inputs.trimap, inputs.padded_shape)
+                if plan is not None:
+                    decided &= plan.coverage()
+                pixels = PixelSet(_within(decided, frame.height, frame.width), self.scratch)
+            values = self._network(inputs, plan, pixels) if len(pixels) else {}
+            return self._finish(inputs.image, inputs.trimap, pixels, values, frame.height, frame.width)
         with self.clock.measure("preprocess"):
-            image = np.clip(frame.to_float(), 0.0, 1.0)
+            image = unit_rgb(frame.image)
         with self.clock.measure("engine"):
-            outputs = predict_tta(self.predict, image, trimap, self.tta, self.contract.size_multiple)
+            whole = predict_tta(self.predict, image, trimap, self.tta, self.contract.size_multiple)
         with self.clock.measure("fusion"):
-            alpha = outputs["alpha"][0]
-            fg = outputs["foreground"].transpose(1, 2, 0) if "foreground" in outputs else None
-            bg = outputs["background"].transpose(1, 2, 0) if "background" in outputs else None
-            if self.fusion:
-                assert fg is not None and bg is not None
-                alpha, fg, bg = fba_fusion(image, alpha, fg, bg)
-            if trimap is not None:
-                alpha = impose_trimap(alpha, trimap)
-                if fg is not None and bg is not None:
-                    fg, _ = impose_known_colours(image, alpha, fg, bg)
-            return alpha, (np.ascontiguousarray(fg) if fg is not None else None)
+            pixels = PixelSet(self.decided_pixels(trimap, image.shape[:2]), self.scratch)
+            values = {kind: pixels.gather(value) for kind, value in whole.items()}
+        return self._finish(image, trimap, pixels, values, frame.height, frame.width)
+
+
+def _within(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``mask`` (on a padded grid) with the padding rows and columns cleared, in place."""
+    mask[height:] = False
+    mask[:, width:] = False
+    return mask
 
 
 # --- the writer thread ----------------------------------------------------------------------------
@@ -460,7 +594,7 @@ def failure_text(exc: BaseException, input_path: Path, frame: int | None) -> str
     return str(InputError(f"{type(exc).__name__}: {exc}", path=input_path, frame=frame))
 
 
-def _timed(frames: Iterator[Frame], clock: StageClock) -> Generator[Frame, None, None]:
+def timed_frames(frames: Iterator[Frame], clock: StageClock) -> Generator[Frame, None, None]:
     """Pass frames through, charging the time spent producing each to ``decode`` (in this thread)."""
     try:
         while True:
@@ -523,7 +657,7 @@ def _run_input(
                 summary.frames_written += 1
                 reporter.advance()
 
-            frames = _timed(source.frames(start, options.end, options.every, prefetch=0), clock)
+            frames = timed_frames(source.frames(start, options.end, options.every, prefetch=0), clock)
             if options.prefetch > 0:
                 frames = prefetch(frames, options.prefetch)
             with closing(frames), BackgroundWriter(write, options.write_queue) as writer:

@@ -99,3 +99,22 @@ def test_impose_known_colours() -> None:
     np.testing.assert_array_equal(new_fg[0, 1:], fg[0, 1:])
     np.testing.assert_array_equal(new_bg[0, 2], image[0, 2])
     np.testing.assert_array_equal(new_bg[0, :2], bg[0, :2])
+
+
+def test_fusion_and_known_regions_on_gathered_pixels_equal_the_whole_frame() -> None:
+    """The pipeline fuses only the pixels the network decides, gathered into N and N×3 arrays."""
+    rng = np.random.default_rng(7)
+    image, fg, bg = (rng.random((6, 9, 3), dtype=np.float32) for _ in range(3))
+    alpha = rng.random((6, 9), dtype=np.float32)
+    trimap = rng.choice(np.array([0, 128, 255], np.uint8), size=(6, 9))
+    whole_alpha, whole_fg, whole_bg = fba_fusion(image, alpha, fg, bg)
+    whole_alpha = impose_trimap(whole_alpha, trimap)
+    whole_fg, _ = impose_known_colours(image, whole_alpha, whole_fg, whole_bg)
+    picked = np.flatnonzero(trimap != 255)
+    flat = [a.reshape(-1, 3)[picked] for a in (image, fg, bg)]
+    some_alpha, some_fg, some_bg = fba_fusion(flat[0], alpha.ravel()[picked], flat[1], flat[2])
+    some_alpha = impose_trimap(some_alpha, trimap.ravel()[picked])
+    some_fg, _ = impose_known_colours(flat[0], some_alpha, some_fg, some_bg)
+    np.testing.assert_allclose(some_alpha, whole_alpha.ravel()[picked], atol=1e-7, rtol=0)
+    np.testing.assert_allclose(some_fg, whole_fg.reshape(-1, 3)[picked], atol=1e-7, rtol=0)
+    assert (some_alpha[trimap.ravel()[picked] == 0] == 0).all()

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mattecli.inputs import build_inputs, pad_reflect
+from mattecli.inputs import FrameInputs, build_inputs, pad_reflect
+from mattecli.media.frame import to_float
 from mattecli.models import contract_for
 from mattecli.preprocess import fba_trimap_encoding, two_channel_trimap
 
@@ -103,3 +104,25 @@ def test_out_of_range_values_are_clipped_and_mismatches_refused() -> None:
         build_inputs(FBA, np.zeros((8, 8, 3), np.float32), np.zeros((8, 9), np.uint8))
     with pytest.raises(ValueError, match="need a trimap"):
         build_inputs(FBA, np.zeros((8, 8, 3), np.float32), None)
+
+
+@pytest.mark.parametrize("contract", [FBA, LSA, GFM], ids=lambda c: c.name)
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_inputs_of_any_rectangle_equal_the_whole_frame_inputs_cut_there(
+    contract: object, dtype: type
+) -> None:
+    """Tiles read their inputs straight from the decoded frame, without a full-frame float copy."""
+    rng = np.random.default_rng(5)
+    _, trimap = _frame(61, 75, seed=5)
+    if dtype is np.float32:
+        decoded = rng.uniform(-0.2, 1.2, (61, 75, 3)).astype(np.float32)  # EXR: out of range too
+    else:
+        decoded = rng.integers(0, np.iinfo(dtype).max + 1, (61, 75, 3)).astype(dtype)
+    needs_trimap = contract.needs_trimap
+    whole = build_inputs(contract, to_float(decoded), trimap if needs_trimap else None)
+    frame = FrameInputs(contract, decoded, trimap if needs_trimap else None)
+    assert frame.kinds == list(whole.arrays) and frame.padded_shape == whole.padded_shape
+    for y, x, h, w in [(0, 0, 16, 24), (8, 40, 32, 40), (48, 0, 16, 80), (0, 0, *whole.padded_shape)]:
+        for kind, array in whole.arrays.items():
+            out = frame.write(kind, y, x, np.full((array.shape[0], h, w), np.nan, np.float32))
+            np.testing.assert_array_equal(out, array[:, y : y + h, x : x + w], err_msg=f"{kind} at {(y, x)}")

@@ -1,4 +1,5 @@
-"""The frame pipeline with small real ONNX networks: outputs, counts, tiling, resume, failures, threads."""
+"""The frame pipeline with small real ONNX networks: outputs, counts, tiling, resume, failures, threads,
+and band-only fusion against a whole-frame reference."""
 
 from __future__ import annotations
 
@@ -14,10 +15,20 @@ from onnx import TensorProto, helper, numpy_helper
 
 from engines.base import open_engine
 from mattecli.errors import InputError
+from mattecli.fusion import fba_fusion, impose_known_colours, impose_trimap
+from mattecli.inputs import build_inputs
+from mattecli.media.frame import Frame, to_float
 from mattecli.media.imageio import read_gray, write_image
 from mattecli.media.sinks import OutputSpec
 from mattecli.models import METADATA_KEY, ModelContract
-from mattecli.pipeline import BackgroundWriter, RunOptions, TileOptions, expand_inputs, run_pipeline
+from mattecli.pipeline import (
+    BackgroundWriter,
+    FrameMatter,
+    RunOptions,
+    TileOptions,
+    expand_inputs,
+    run_pipeline,
+)
 from mattecli.summary import STAGES, InputSummary, Reporter, StageClock
 
 FBA_LIKE = ModelContract(
@@ -67,10 +78,12 @@ def _save(path: Path, contract: ModelContract, nodes: list, inits: list, channel
     return path
 
 
-def fba_like_onnx(path: Path) -> Path:
+def fba_like_onnx(path: Path, *, own_colour: bool = False) -> Path:
     """alpha = sigmoid(conv(relu(conv(image, trimap, gauss)))), foreground = image, background = 1 - image.
 
-    Receptive-field radius 2, so tiles with 8 pixels of context stitch exactly."""
+    ``own_colour``: foreground = sigmoid(conv(relu(conv(...)))) instead, a colour of its own even on
+    the definite foreground. Receptive-field radius 2, so tiles with 8 pixels of context stitch
+    exactly."""
     rng = np.random.default_rng(11)
     nodes = [helper.make_node("Concat", ["image", "trimap", "trimap_gauss"], ["x"], axis=1)]
     inits: list = []
@@ -78,7 +91,11 @@ def fba_like_onnx(path: Path) -> Path:
     nodes.append(helper.make_node("Relu", ["c0"], ["r0"]))
     _conv(nodes, inits, rng, "r0", "c1", 4, 1)
     nodes.append(helper.make_node("Sigmoid", ["c1"], ["alpha"]))
-    nodes.append(helper.make_node("Identity", ["image"], ["foreground"]))
+    if own_colour:
+        _conv(nodes, inits, rng, "r0", "c2", 4, 3)
+        nodes.append(helper.make_node("Sigmoid", ["c2"], ["foreground"]))
+    else:
+        nodes.append(helper.make_node("Identity", ["image"], ["foreground"]))
     inits.append(numpy_helper.from_array(np.ones((1, 1, 1, 1), np.float32), "one"))
     nodes.append(helper.make_node("Sub", ["one", "image"], ["background"]))
     channels = {"image": 3, "trimap": 2, "trimap_gauss": 6, "alpha": 1, "foreground": 3, "background": 3}
@@ -111,9 +128,10 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     folder = tmp_path_factory.mktemp("models")
     fba = open_engine("ort", fba_like_onnx(folder / "fba_like.onnx"), "cpu", threads=1)
     plain = open_engine("ort", image_only_onnx(folder / "image_only.onnx"), "cpu", threads=1)
-    yield {"fba": fba, "image_only": plain}
-    fba.close()
-    plain.close()
+    coloured = open_engine("ort", fba_like_onnx(folder / "coloured.onnx", own_colour=True), "cpu", threads=1)
+    yield {"fba": fba, "image_only": plain, "coloured": coloured}
+    for engine in (fba, plain, coloured):
+        engine.close()
 
 
 @pytest.fixture()
@@ -432,3 +450,70 @@ def test_stage_clock_charges_nested_time_to_the_inner_stage_only(monkeypatch: py
     assert clock.snapshot() == {"decode": 0.0, "preprocess": 5.0, "engine": 3.0, "fusion": 0.5, "write": 0.0}
     with pytest.raises(ValueError, match="unknown stage"), clock.measure("nap"):
         pass
+
+
+def _whole_frame_reference(
+    engine: object, picture: np.ndarray, trimap: np.ndarray, fusion: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """The frame as a whole-frame pipeline computes it: every pixel through the network and fusion,
+    then the trimap's known alpha and, with fusion, the image's colour where alpha is 1."""
+    image = np.clip(to_float(picture), 0.0, 1.0)
+    inputs = build_inputs(engine.contract, image, trimap)  # type: ignore[attr-defined]
+    outputs = engine.infer({kind: a[None] for kind, a in inputs.arrays.items()})  # type: ignore[attr-defined]
+    alpha = inputs.crop(outputs["alpha"][0])[0]
+    fg = inputs.crop(outputs["foreground"][0]).transpose(1, 2, 0)
+    bg = inputs.crop(outputs["background"][0]).transpose(1, 2, 0)
+    if fusion:
+        alpha, fg, bg = fba_fusion(image, alpha, fg, bg)
+    alpha = impose_trimap(alpha, trimap)
+    if fusion:
+        fg, _ = impose_known_colours(image, alpha, fg, bg)
+    return alpha, fg
+
+
+@pytest.mark.parametrize("fusion", [True, False])
+@pytest.mark.parametrize("tiles", [TileOptions(size=None), TileOptions(32, context=8, blend=4, batch=2)])
+def test_fusing_only_the_pixels_the_network_decides_equals_whole_frame_fusion(
+    models: dict, fusion: bool, tiles: TileOptions
+) -> None:
+    engine = models["coloured"]
+    for seed, shift in ((1, 0), (2, 5)):
+        picture, trimap = _picture(seed), _trimap(shift)
+        expected_alpha, expected_fg = _whole_frame_reference(engine, picture, trimap, fusion)
+        frame = Frame(index=seed, name="f", image=picture, source=Path("f.png"))
+        for foreground in (False, True):
+            matter = FrameMatter(
+                engine, tiles=tiles, tta="none", fusion=fusion, want_foreground=foreground, clock=StageClock()
+            )
+            alpha, fg = matter(frame, trimap)
+            assert alpha.shape == (HEIGHT, WIDTH) and alpha.dtype == np.float32 and alpha.flags.c_contiguous
+            np.testing.assert_allclose(alpha, expected_alpha, atol=1e-5, rtol=0)
+            assert (fg is not None) == foreground
+            if fg is not None:
+                assert fg.shape == (HEIGHT, WIDTH, 3) and fg.flags.c_contiguous
+                np.testing.assert_allclose(fg, expected_fg, atol=1e-5, rtol=0)
+    # The check has teeth: fusion and the network really move the unknown band.
+    band = trimap == 128
+    assert np.abs(expected_alpha[band] - 0.5).max() > 0.05
+    if fusion:
+        plain_alpha, _ = _whole_frame_reference(engine, picture, trimap, False)
+        assert np.abs(plain_alpha - expected_alpha)[band].max() > 1e-3
+
+
+def test_work_buffers_stay_the_same_from_frame_to_frame(models: dict) -> None:
+    matter = FrameMatter(
+        models["fba"],
+        tiles=TileOptions(32, context=8, blend=4, batch=2),
+        tta="none",
+        fusion=True,
+        want_foreground=True,
+        clock=StageClock(),
+    )
+    held = []
+    for n in SEQUENCE:
+        frame = Frame(index=n, name="shot", image=_picture(n), source=Path("shot.png"))
+        matter(frame, _trimap(n))
+        held.append(matter.scratch.nbytes)
+    assert held[0] > 0 and len(set(held[1:])) == 1 and held[-1] <= 1.2 * held[0]
+    seconds = matter.clock.snapshot()
+    assert seconds["engine"] > 0 and seconds["preprocess"] > 0 and seconds["fusion"] > 0

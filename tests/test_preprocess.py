@@ -1,13 +1,34 @@
-"""FBA input encodings: golden trimap encoding, hand-computed distances, empty regions, layouts."""
+"""FBA input encodings: golden trimap encoding, hand-computed distances, empty regions, layouts,
+and the windowed encoding of tiles against the whole-frame one on real trimaps."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
-from mattecli.preprocess import fba_inputs, fba_trimap_encoding, imagenet_normalise, two_channel_trimap
+from mattecli.inputs import FrameInputs
+from mattecli.media.imageio import read_gray
+from mattecli.models import contract_for
+from mattecli.preprocess import (
+    ALIGNMENT,
+    FBA_ENCODING_LENGTH,
+    FBA_ENCODING_REACH,
+    FBA_ENCODING_SCALES,
+    FBA_ENCODING_TOLERANCE,
+    Scratch,
+    definite_regions,
+    encoding_reach,
+    encoding_window,
+    fba_inputs,
+    fba_trimap_encoding,
+    imagenet_normalise,
+    region_distance,
+    two_channel_trimap,
+)
+from mattecli.tiling import plan_tiles
 
 
 def chw(a: np.ndarray) -> np.ndarray:
@@ -87,3 +108,106 @@ def test_fba_inputs_layout() -> None:
     np.testing.assert_array_equal(
         inputs["trimap_transformed"][0], chw(fba_trimap_encoding(two_channel_trimap(trimap)))
     )
+
+
+# --- the encoding computed over a window around the tiles ----------------------------------------
+
+SIGMAS = np.array([s * FBA_ENCODING_LENGTH for s in FBA_ENCODING_SCALES])
+FBA = contract_for("fba-resnet18")
+
+
+def test_reach_is_the_smallest_distance_that_keeps_every_map_under_the_tolerance() -> None:
+    assert FBA_ENCODING_REACH == 270
+    widest = SIGMAS.max()
+    assert np.exp(-(FBA_ENCODING_REACH**2) / (2 * widest**2)) <= FBA_ENCODING_TOLERANCE
+    assert np.exp(-((FBA_ENCODING_REACH - 1) ** 2) / (2 * widest**2)) > FBA_ENCODING_TOLERANCE
+    assert encoding_reach(1e-3) < FBA_ENCODING_REACH
+
+
+@pytest.mark.parametrize("name", ["GT01", "GT14", "GT26"])
+def test_windowed_encoding_stays_within_the_proved_bound_on_real_trimaps(
+    shared_data: Path, name: str
+) -> None:
+    """Each tile of a real trimap, its encoding computed over the tile grown by ``reach`` only.
+
+    Where the true distance is at most ``reach`` the maps equal the whole-frame ones; elsewhere
+    they may differ, by less than exp(-reach^2 / 2 sigma^2) per map. Small reaches make the window
+    cut off real region pixels (the maps do differ there); the production reach keeps every
+    difference under the tolerance.
+    """
+    trimap = read_gray(shared_data / "alphamatting" / "trimap" / f"{name}.png")
+    frame = FrameInputs(FBA, np.zeros((*trimap.shape, 3), np.uint8), trimap)
+    padded = frame.trimap
+    whole = fba_trimap_encoding(two_channel_trimap(padded)).transpose(2, 0, 1)
+    distances = [
+        cv2.distanceTransform((~region).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        for region in definite_regions(padded)
+    ]
+    plan = plan_tiles(frame.unknown, tile=128, context=16, blend=16, multiple=8)
+    assert len(plan) >= 5
+    for reach in (16, 48, FBA_ENCODING_REACH):
+        bound = np.tile(np.exp(-(reach**2) / (2 * SIGMAS**2)), 2)  # per map: bg s1..s3, fg s1..s3
+        worst = np.zeros(6)
+        cut_off = 0
+        for y, x, h, w in plan.rects():
+            frame.read_only([(y, x, h, w)], reach=reach)
+            window = frame.write("trimap_gauss6", y, x, np.empty((6, h, w), np.float32))
+            diff = np.abs(window - whole[:, y : y + h, x : x + w])
+            worst = np.maximum(worst, diff.reshape(6, -1).max(axis=1))
+            for k, dist in enumerate(distances):
+                near = dist[y : y + h, x : x + w] <= reach
+                assert diff[3 * k : 3 * k + 3][:, near].max(initial=0.0) <= 1e-6, "wrong where d <= reach"
+                cut_off += int(np.count_nonzero(diff[3 * k : 3 * k + 3][:, ~near]))
+        assert (worst <= bound + 1e-7).all(), (reach, worst, bound)
+        if reach < 100:
+            assert cut_off > 0 and worst.max() > 0.1, "the window cut nothing off: the test proves nothing"
+        else:
+            assert worst.max() <= FBA_ENCODING_TOLERANCE
+
+
+def test_windowed_encoding_of_a_whole_plan_matches_the_whole_frame_within_the_tolerance(
+    shared_data: Path,
+) -> None:
+    """A real trimap in a larger frame (an object in a wide shot).
+
+    The window is the tiles' bounding box grown by the production reach, well short of the frame.
+    """
+    trimap = read_gray(shared_data / "alphamatting" / "trimap" / "GT05.png")
+    canvas = np.zeros((1200, 1800), np.uint8)
+    canvas[100 : 100 + trimap.shape[0], 800 : 800 + trimap.shape[1]] = trimap
+    frame = FrameInputs(FBA, np.zeros((*canvas.shape, 3), np.uint8), canvas)
+    plan = plan_tiles(frame.unknown, tile=256, context=32, blend=16, multiple=8)
+    frame.read_only(plan.rects())
+    y0, x0, y1, x1 = encoding_window(plan.rects(), *canvas.shape)
+    assert (y1 - y0) * (x1 - x0) < 0.75 * canvas.size  # the window really is smaller than the frame
+    whole = fba_trimap_encoding(two_channel_trimap(canvas)).transpose(2, 0, 1)
+    for y, x, h, w in plan.rects():
+        window = frame.write("trimap_gauss6", y, x, np.empty((6, h, w), np.float32))
+        assert np.abs(window - whole[:, y : y + h, x : x + w]).max() <= FBA_ENCODING_TOLERANCE
+    with pytest.raises(ValueError, match="outside the encoding window"):
+        frame.write("trimap_gauss6", 0, 0, np.empty((6, 64, 64), np.float32))
+
+
+def test_distances_land_in_an_aligned_reused_buffer_and_repeat_exactly() -> None:
+    rng = np.random.default_rng(4)
+    region = rng.random((123, 217)) < 0.01
+    scratch = Scratch()
+    first = region_distance(region, scratch, "d")
+    assert first is not None and first.ctypes.data % ALIGNMENT == 0
+    kept = first.copy()
+    again = region_distance(region, scratch, "d")
+    assert again is not None and np.shares_memory(first, again)  # the same memory, frame after frame
+    np.testing.assert_array_equal(again, kept)
+    assert region_distance(np.zeros((5, 5), bool), scratch, "d") is None  # no region: infinitely far
+
+
+def test_scratch_buffers_only_grow_and_stay_aligned() -> None:
+    scratch = Scratch()
+    big = scratch.get("a", (100, 300))
+    small = scratch.get("a", (40, 20), np.int32)
+    assert np.shares_memory(big, small) and small.flags.c_contiguous and small.dtype == np.int32
+    bigger = scratch.get("a", (400, 300))
+    assert not np.shares_memory(big, bigger)
+    for array in (big, small, bigger, scratch.get("b", (3, 7), np.uint8)):
+        assert array.ctypes.data % ALIGNMENT == 0
+    assert scratch.nbytes == 400 * 300 * 4 + 3 * 7

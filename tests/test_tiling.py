@@ -1,4 +1,5 @@
-"""Tiled inference: the plan covers the unknown band only, and stitching is exact for local nets."""
+"""Tiled inference: the plan covers the unknown band only, stitching is exact for local nets, and
+blending only the band's pixels gives the whole-frame blend with buffers reused between frames."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import numpy as np
 import pytest
 
 from engines.base import open_engine
-from mattecli.tiling import padded_size, plan_tiles
+from mattecli.preprocess import Scratch
+from mattecli.tiling import PixelSet, TilePlan, padded_size, plan_tiles, stitch_tiles
 
 
 def _band(height: int, width: int) -> np.ndarray:
@@ -67,3 +69,73 @@ def test_tiled_equals_whole_frame_for_a_local_network(local_onnx: Path) -> None:
     loose = plan_tiles(band, tile=96, context=0, blend=12, multiple=8)
     off = infer_tiled(engine.infer, {"image": image}, loose, fill, batch_size=3)["alpha"]
     assert np.abs(off[:, covered] - whole[:, covered]).max() > 1e-3
+
+
+def _whole_frame_blend(engine: object, image: np.ndarray, plan: TilePlan) -> tuple[np.ndarray, np.ndarray]:
+    """The reference: every tile's whole output times its weight, summed over full-frame buffers."""
+    total = np.zeros((1, plan.height, plan.width), np.float32)
+    weight = np.zeros((plan.height, plan.width), np.float32)
+    for t in plan.tiles:
+        crop = image[None, :, t.y : t.y + plan.tile_h, t.x : t.x + plan.tile_w]
+        out = engine.infer({"image": crop})["alpha"][0]  # type: ignore[attr-defined]
+        total[:, t.y : t.y + plan.tile_h, t.x : t.x + plan.tile_w] += out * t.weight
+        weight[t.y : t.y + plan.tile_h, t.x : t.x + plan.tile_w] += t.weight
+    return total, weight
+
+
+def test_blending_only_the_band_gives_the_whole_frame_blend_to_the_bit(local_onnx: Path) -> None:
+    engine = open_engine("ort", local_onnx, "cpu", threads=1)
+    height, width = padded_size(250, 330, 8)
+    image = np.random.default_rng(2).random((3, height, width), dtype=np.float32)
+    band = _band(height, width)
+    plan = plan_tiles(band, tile=96, context=4, blend=12, multiple=8)
+    total, weight = _whole_frame_blend(engine, image, plan)
+    np.testing.assert_array_equal(plan.coverage(), weight > 0)
+
+    pixels = PixelSet(band)
+    assert len(pixels) == band.sum()
+
+    def write_input(kind: str, y: int, x: int, out: np.ndarray) -> None:
+        out[...] = image[:, y : y + plan.tile_h, x : x + plan.tile_w]
+
+    values = stitch_tiles(engine.infer, write_input, {"image": 3}, plan, pixels, ["alpha"], batch_size=3)
+    assert values["alpha"].shape == (len(pixels), 1)
+    expected = total[:, band] / weight[band]
+    np.testing.assert_array_equal(values["alpha"].T, expected)
+    frame = pixels.scatter(values["alpha"], np.full((1, height, width), -1.0, np.float32))
+    np.testing.assert_array_equal(pixels.gather(frame), values["alpha"])
+    assert (frame[0][~band] == -1.0).all()
+
+
+def test_tiles_share_read_only_weights_and_buffers_are_reused_across_batches_and_frames(
+    local_onnx: Path,
+) -> None:
+    engine = open_engine("ort", local_onnx, "cpu", threads=1)
+    band = _band(256, 320)
+    plan = plan_tiles(band, tile=64, context=8, blend=8, multiple=8)
+    full = plan_tiles(np.ones_like(band), tile=64, context=8, blend=8, multiple=8)
+    assert len({id(t.weight) for t in full.tiles}) == 9 < len(full)  # 3 edge cases per axis
+    with pytest.raises(ValueError, match="read-only"):
+        full.tiles[0].weight[0, 0] = 2.0
+
+    addresses: set[int] = set()
+
+    def infer(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        addresses.add(feed["image"].ctypes.data)
+        return engine.infer(feed)
+
+    image = np.random.default_rng(3).random((3, 256, 320), dtype=np.float32)
+
+    def write_input(kind: str, y: int, x: int, out: np.ndarray) -> None:
+        out[...] = image[:, y : y + plan.tile_h, x : x + plan.tile_w]
+
+    scratch = Scratch()
+    pixels = PixelSet(band, scratch)
+    first = stitch_tiles(infer, write_input, {"image": 3}, plan, pixels, ["alpha"], scratch=scratch)[
+        "alpha"
+    ].copy()
+    held = scratch.nbytes
+    again = stitch_tiles(infer, write_input, {"image": 3}, plan, pixels, ["alpha"], scratch=scratch)["alpha"]
+    assert len(plan.tiles) > 4 and len(addresses) == 1  # every batch, both frames: one input buffer
+    assert scratch.nbytes == held
+    np.testing.assert_array_equal(again, first)

@@ -71,7 +71,7 @@ def run(
     every: int = typer.Option(1, "--every", min=1, help="Process every N-th frame from --start."),
     resume: bool = typer.Option(False, "--resume", help="Skip frames whose outputs already exist."),
     tile: int = typer.Option(512, "--tile", min=8, help="Tile size in pixels for tiled inference."),
-    context: int = typer.Option(64, "--context", min=0, help="Context margin of inner tile edges."),
+    context: int = typer.Option(32, "--context", min=0, help="Context margin of inner tile edges."),
     blend: int = typer.Option(32, "--blend", min=0, help="Blend ramp between overlapping tiles."),
     batch: int = typer.Option(4, "--batch", min=1, help="Tiles per engine call."),
     no_tile: bool = typer.Option(False, "--no-tile", help="Run each whole frame at once instead of tiles."),
@@ -132,6 +132,8 @@ def run(
     Examples:
 
     ```
+    mattecli run in.mp4 --trimap-dir t/ -o out/                 # the packaged default model
+
     mattecli run in.mp4 --trimap-dir t/ -o out/ --model fba.onnx
 
     mattecli run shot/shot.%04d.exr -t trimaps/ -o out/ -m fba.onnx --start 1001 --end 1050   # a farm chunk
