@@ -73,7 +73,7 @@ def test_run_without_model_mattes_a_held_out_photo(shared_data: Path, tmp_path: 
     )
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
-    assert summary["run"]["model_file"] == str(DEFAULT_MODEL_FILE)
+    assert summary["model_file"] == str(DEFAULT_MODEL_FILE) and summary["model"] == "fba-resnet18-slim"
     alpha = read_gray(tmp_path / "alpha" / "GT07.png")
     trimap = read_gray(trimap_path)
     gt = read_gray(shared_data / "alphamatting" / "alpha" / "GT07.png")
