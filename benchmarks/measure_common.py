@@ -234,3 +234,16 @@ def replace_section(readme: Path, name: str, text: str) -> None:
     head, tail = _split(readme, name)
     with atomic_path(Path(readme)) as tmp:
         tmp.write_text(f"{head}\n{text.strip()}\n{tail}", encoding="utf-8")
+
+
+def publish(text: str, payload: object, *, readme: Path | None, section: str, as_json: bool) -> None:
+    """Write the table into the README's section (if asked), then print it, or ``payload`` as JSON."""
+    from mattecli.console import err_console, print_json
+
+    if readme is not None:
+        replace_section(readme, section, text)
+        err_console.print(f"updated {display_path(readme)} ({section})", markup=False)
+    if as_json:
+        print_json(payload)
+    else:
+        print(text)

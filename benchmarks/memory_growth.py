@@ -22,10 +22,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from mattecli.bench import DEFAULT_CHECKPOINT, DEFAULT_MODEL, DEFAULT_THREADS, default_work_dir
+from mattecli.bench import DEFAULT_CHECKPOINT, DEFAULT_THREADS, default_work_dir
 from mattecli.bench.methods import Job, MethodResult, run_method
 from mattecli.bench.report import Target, growth_target
 from mattecli.bench.workload import WorkloadSpec, build_workload, parse_resolution
+from mattecli.default_model import DEFAULT_MODEL_FILE
 from mattecli.errors import MatteError
 
 
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-r", "--resolution", default="1080p", help="1080p, 4k or WIDTHxHEIGHT")
     parser.add_argument("--frames", default="100,1000", help="clip lengths to compare, comma list")
     parser.add_argument("--work", type=Path, default=None, help="workload cache (default: mattecli bench's)")
-    parser.add_argument("-m", "--model", type=Path, default=DEFAULT_MODEL, help="ONNX model")
+    parser.add_argument("-m", "--model", type=Path, default=DEFAULT_MODEL_FILE, help="ONNX model")
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print JSON instead of markdown")

@@ -28,7 +28,6 @@ from measure_common import (
     Triplet,
     check_section,
     command_line,
-    display_path,
     fmt,
     frame_matter,
     holdout_names,
@@ -39,11 +38,11 @@ from measure_common import (
     parse_ints,
     parse_list,
     predict,
-    replace_section,
+    publish,
 )
 
 from engines.base import Engine, open_engine
-from mattecli.console import err_console, print_json, progress_bar, user_errors
+from mattecli.console import progress_bar, user_errors
 from mattecli.default_model import default_model_path
 from mattecli.errors import InputError
 from mattecli.inputs import build_inputs
@@ -368,13 +367,13 @@ def main(
                 command=command_line(),
             ),
         )
-        if readme is not None:
-            replace_section(readme, README_SECTION, text)
-            err_console.print(f"updated {display_path(readme)} ({README_SECTION})", markup=False)
-        if json_output:
-            print_json(to_json(planned, whole, holdout, model=model, tolerance=tolerance, table=text))
-        else:
-            typer.echo(text)
+        publish(
+            text,
+            to_json(planned, whole, holdout, model=model, tolerance=tolerance, table=text),
+            readme=readme,
+            section=README_SECTION,
+            as_json=json_output,
+        )
 
 
 if __name__ == "__main__":

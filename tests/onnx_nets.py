@@ -48,6 +48,11 @@ def conv_onnx(
         [helper.make_tensor_value_info("alpha", TensorProto.FLOAT, ["n", 1, "h", "w"])],
         inits,
     )
+    return save_with_contract(graph, contract, path)
+
+
+def save_with_contract(graph: onnx.GraphProto, contract: ModelContract, path: Path) -> Path:
+    """Write ``graph`` as an opset-21 model carrying ``contract`` in its metadata, as export does."""
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
     model.ir_version = 10
     helper.set_model_props(model, {METADATA_KEY: contract.to_json()})

@@ -20,6 +20,7 @@ import onnx
 import pymatting
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from onnx_nets import save_with_contract
 from typer.testing import CliRunner
 
 from engines.base import open_engine
@@ -29,7 +30,7 @@ from mattecli.foreground import estimate_foreground
 from mattecli.media.frame import to_float
 from mattecli.media.imageio import read_gray, read_image, write_image
 from mattecli.metrics import evaluate_matte, sad
-from mattecli.models import METADATA_KEY, ModelContract
+from mattecli.models import ModelContract
 from mattecli.pipeline import FrameMatter, TileOptions
 from mattecli.summary import StageClock
 
@@ -100,11 +101,7 @@ def _fba_like(path: Path, *, pooled: bool, holdout: str | None = ",".join(HELD_O
         [value(name) for name, _ in contract.outputs],
         inits,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
-    model.ir_version = 10
-    helper.set_model_props(model, {METADATA_KEY: contract.to_json()})
-    onnx.save(model, path)
-    return path
+    return save_with_contract(graph, contract, path)
 
 
 @pytest.fixture(scope="module")

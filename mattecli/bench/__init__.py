@@ -30,8 +30,7 @@ if TYPE_CHECKING:
     from mattecli.bench.report import BenchReport
     from mattecli.bench.workload import Workload, WorkloadSpec
 
-# The packaged default model and the checkpoint it is exported from.
-DEFAULT_MODEL = DEFAULT_MODEL_FILE
+# The checkpoint the packaged default model (DEFAULT_MODEL_FILE) is exported from.
 DEFAULT_CHECKPOINT = (
     Path(__file__).resolve().parents[2] / "training" / "results" / "default-model" / "weights.pth"
 )
@@ -56,7 +55,7 @@ class BenchOptions:
     cf_frames: int = DEFAULT_CF_FRAMES
     methods: tuple[str, ...] = ("a", "b", "c", "d")
     engine: Literal["ort", "trt"] = "ort"
-    model: Path = DEFAULT_MODEL
+    model: Path = DEFAULT_MODEL_FILE
     checkpoint: Path = DEFAULT_CHECKPOINT
     trt_engine: Path | None = None
     work: Path | None = None  # None: default_work_dir()

@@ -100,7 +100,8 @@ def bench(
     mattecli bench --engine trt --trt-engine default.engine -r 1080p,4k --methods a,c
     ```
     """
-    from mattecli.bench import DEFAULT_CHECKPOINT, DEFAULT_MODEL, BenchOptions, run_bench
+    from mattecli.bench import DEFAULT_CHECKPOINT, BenchOptions, run_bench
+    from mattecli.default_model import DEFAULT_MODEL_FILE
 
     with user_errors():
         options = BenchOptions(
@@ -110,7 +111,7 @@ def bench(
             cf_frames=cf_frames,
             methods=tuple(m.strip().lower() for m in methods.split(",") if m.strip()),
             engine=engine,
-            model=model or DEFAULT_MODEL,
+            model=model or DEFAULT_MODEL_FILE,
             checkpoint=checkpoint or DEFAULT_CHECKPOINT,
             trt_engine=trt_engine,
             work=work,
