@@ -61,19 +61,29 @@ def test_resnet50_matches_the_reference_layout(layout: dict[str, list[int]]) -> 
 
 
 def test_golden_output(shared_reference: Path, golden_state: dict[str, torch.Tensor]) -> None:
+    """Our port run in float64 reproduces the reference's float64 run.
+
+    The float32 golden (``output``) differs between CPUs by about 1e-4 (the reference itself rerun
+    elsewhere is 1.08e-4 off), so no float32 bound is portable; in float64 a faithful port lands
+    within about 2e-6 of ``output_f64`` on any machine, so 2e-5 is a tight but portable bound.
+    """
     golden = np.load(shared_reference / "fba_golden.npz")
     model = fba("resnet50").eval()
     load_checkpoint(model, golden_state)
-    inputs = [torch.from_numpy(golden[k]) for k in ("image", "two_chan_trimap", "trimap_transformed")]
+    model = model.double()
+    names = ("image", "two_chan_trimap", "trimap_transformed")
+    inputs = [torch.from_numpy(golden[k].astype(np.float64)) for k in names]
     with torch.no_grad():
         raw = model(*inputs)[0].numpy()
     assert raw.shape == (7, 96, 128)
     image = golden["image"][0].transpose(1, 2, 0)
     alpha, fg, bg = fba_fusion(image, raw[0], raw[1:4].transpose(1, 2, 0), raw[4:7].transpose(1, 2, 0))
-    expected = golden["output"][0]
-    assert np.abs(alpha - expected[0]).max() < 1e-4
-    assert np.abs(fg - expected[1:4].transpose(1, 2, 0)).max() < 1e-4
-    assert np.abs(bg - expected[4:7].transpose(1, 2, 0)).max() < 1e-4
+    expected = golden["output_f64"][0]
+    assert np.abs(alpha - expected[0]).max() < 2e-5
+    assert np.abs(fg - expected[1:4].transpose(1, 2, 0)).max() < 2e-5
+    assert np.abs(bg - expected[4:7].transpose(1, 2, 0)).max() < 2e-5
+    # The float32 golden agrees within what different CPUs agree on (about 1e-4 measured).
+    assert np.abs(alpha - golden["output"][0][0]).max() < 1e-3
     # Not a trivial pass: the matte has a real unknown band and fusion moved it.
     assert 0.05 < np.mean((alpha > 0) & (alpha < 1)) < 0.95
     assert np.abs(alpha - raw[0]).max() > 1e-2
