@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from media_files import write_exif_jpeg
 
 from mattecli.errors import InputError
 from mattecli.media.imageio import read_image, write_image
@@ -207,7 +208,9 @@ def test_duplicate_frame_numbers_and_colliding_stems_are_errors(tmp_path: Path) 
         ("missing.mp4", "no such file or folder"),
         ("empty", "folder holds no image files"),
         ("empty/shot.%04d.exr", "no image files match"),
-        ("empty/shot.*.png", "no image files match"),
+        ("empty/shot.*.png", "no file matches this pattern"),
+        ("empty/*.mp4", "no file matches this pattern"),  # a video glob: not "no image files"
+        ("empty/*.txt", r"1 file\(s\) match this pattern but none is an image"),
         ("nowhere/shot.%04d.exr", "folder does not exist"),
     ],
 )
@@ -221,10 +224,18 @@ def test_missing_inputs_name_the_path_and_say_what_to_do(tmp_path: Path, spec: s
         assert "pattern like shot.%04d.exr" in str(info.value)
 
 
-def test_unreadable_image_is_an_input_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\x89PNG\r\n\x1a\n" + b"\0" * 20, "the file is damaged"),
+        (b"", "the file is empty"),  # used to escape as a cv2.error traceback from imdecode
+        (b"not an image at all", "cannot decode this image"),
+    ],
+)
+def test_unreadable_image_is_an_input_error(tmp_path: Path, content: bytes, message: str) -> None:
     bad = tmp_path / "broken.png"
-    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
-    with pytest.raises(InputError, match="cannot decode") as info:
+    bad.write_bytes(content)
+    with pytest.raises(InputError, match=message) as info:
         open_source(bad)
     assert info.value.path == bad
 
@@ -239,3 +250,54 @@ def test_close_stops_running_iterators(tmp_path: Path) -> None:
     source.close()
     assert threading.active_count() == before
     assert list(frames) == []
+
+
+def test_camera_folder_of_different_sizes_is_stills_named_after_each_file(tmp_path: Path) -> None:
+    # Numbered with one prefix, but a portrait beside a landscape photo: not a shot.
+    write_image(tmp_path / "IMG_0001.jpg", np.full((800, 497, 3), 90, np.uint8))
+    write_image(tmp_path / "IMG_0002.jpg", np.full((552, 800, 3), 160, np.uint8))
+    with open_source(tmp_path) as source:
+        assert source.info.kind == "stills"
+        assert source.frame_ids() == [("IMG_0001", 0), ("IMG_0002", 1)]
+        shapes = [frame.image.shape for frame in source.frames(prefetch=0)]
+    assert shapes == [(800, 497, 3), (552, 800, 3)]
+
+
+def test_camera_folder_sizes_count_after_exif_orientation(tmp_path: Path) -> None:
+    # Both stored 96x64, but the first is tagged to be shown turned (a portrait): two stills.
+    write_exif_jpeg(tmp_path / "DSC00001.jpg", np.zeros((64, 96, 3), np.uint8), orientation=6)
+    write_exif_jpeg(tmp_path / "DSC00002.jpg", np.zeros((64, 96, 3), np.uint8), orientation=1)
+    with open_source(tmp_path) as source:
+        assert source.info.kind == "stills"
+        assert [frame.image.shape[:2] for frame in source.frames(prefetch=0)] == [(96, 64), (64, 96)]
+    # Tagged alike, they are one size as shown: a sequence.
+    write_exif_jpeg(tmp_path / "DSC00002.jpg", np.zeros((64, 96, 3), np.uint8), orientation=6)
+    with open_source(tmp_path) as source:
+        assert (source.info.kind, source.info.width, source.info.height) == ("sequence", 64, 96)
+
+
+def test_equal_sizes_or_a_pattern_make_a_sequence(tmp_path: Path) -> None:
+    for n in (1, 2):
+        write_image(tmp_path / f"IMG_000{n}.jpg", np.zeros((40, 30, 3), np.uint8))
+    with open_source(tmp_path) as source:
+        assert source.info.kind == "sequence"
+        assert source.frame_ids() == [("IMG", 1), ("IMG", 2)]
+    write_image(tmp_path / "IMG_0002.jpg", np.zeros((30, 40, 3), np.uint8))
+    with open_source(tmp_path) as source:
+        assert source.info.kind == "stills"
+    with open_source(tmp_path / "IMG_####.jpg") as source:  # the user said it is a sequence
+        assert source.info.kind == "sequence"
+        with pytest.raises(InputError, match="40x30 but the sequence is 30x40"):
+            list(source.frames(prefetch=0))
+
+
+def test_a_damaged_frame_does_not_turn_a_sequence_into_stills(tmp_path: Path) -> None:
+    _sequence(tmp_path, "s.{:03d}.png", [1, 2, 3], lambda n: np.zeros((4, 6, 3), np.uint8))
+    (tmp_path / "s.002.png").write_bytes(b"")
+    with open_source(tmp_path) as source:
+        assert source.info.kind == "sequence"
+        got = []
+        with pytest.raises(InputError, match="empty") as info:
+            for frame in source.frames(prefetch=0):
+                got.append(frame.index)
+    assert got == [1] and info.value.frame == 2 and info.value.path == tmp_path / "s.002.png"

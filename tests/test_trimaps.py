@@ -6,9 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from media_files import write_exif_jpeg
 
 from mattecli.errors import InputError
 from mattecli.media.imageio import read_gray, write_image
+from mattecli.media.sources import open_source
 from mattecli.media.trimaps import TrimapIndex, off_level_pixels, quantize_trimap, trimap_from_alpha
 
 
@@ -109,13 +111,36 @@ def test_match_by_name_and_number_in_common_spellings(tmp_path: Path) -> None:
 
 
 def test_match_by_frame_number_alone(tmp_path: Path) -> None:
-    folder = _folder(tmp_path / "t", "0012.png", "trimap.0013.png", "matte_14.exr.png")
+    folder = _folder(tmp_path / "t", "0012.png", "13.png", "matte_14.exr.png")
     index = TrimapIndex.open(folder)
     index.check([("shot", 12), ("shot", 13)])
     assert index.find("shot", 12).name == "0012.png"
-    assert index.find("shot", 13).name == "trimap.0013.png"
-    assert index.find("shot", 14) is None  # the number must end the stem
+    assert index.find("shot", 13).name == "13.png"
+    assert index.find("shot", 14) is None  # the number must be the whole stem
     assert index.find("shot", 1001) is None
+
+
+@pytest.mark.parametrize("stem", ["trimap.0012", "other.000012", "clip_12", "m12", "x 12"])
+def test_a_number_with_any_prefix_is_not_a_bare_number(tmp_path: Path, stem: str) -> None:
+    # Rule 3 used to take any trailing number: shotB would silently use clip's (or other's) trimaps.
+    index = TrimapIndex.open(_folder(tmp_path / "t", f"{stem}.png"))
+    assert index.find("shotB", 12) is None
+
+
+def test_another_shots_trimaps_are_refused_and_named(tmp_path: Path) -> None:
+    index = TrimapIndex.open(_folder(tmp_path / "t", *(f"clip.{i:06d}.png" for i in range(3))))
+    with pytest.raises(InputError) as caught:
+        index.check([("shotB", i) for i in range(3)])
+    message = str(caught.value)
+    assert "no trimap for 3 of 3 frames" in message
+    assert "the numbered trimaps here are named for 'clip', not for this run's inputs" in message
+
+
+def test_a_missing_numbered_trimap_does_not_borrow_another_names_number(tmp_path: Path) -> None:
+    index = TrimapIndex.open(_folder(tmp_path / "t", "clip.000019.png", "other.000020.png"))
+    with pytest.raises(InputError, match=r"no trimap for 1 of 2 frames: clip \(frame 20\)") as caught:
+        index.check([("clip", 19), ("clip", 20)])
+    assert "named for" not in str(caught.value)  # clip's own trimaps are here: no note about others
 
 
 def test_name_beats_number_and_named_trimaps_are_not_borrowed(tmp_path: Path) -> None:
@@ -166,10 +191,10 @@ def test_loading_a_frame_without_trimap_names_the_frame(tmp_path: Path) -> None:
 
 
 def test_ambiguous_frame_numbers_name_both_files(tmp_path: Path) -> None:
-    index = TrimapIndex.open(_folder(tmp_path / "t", "0012.png", "m_12.tif"))
+    index = TrimapIndex.open(_folder(tmp_path / "t", "0012.png", "12.tif"))
     with pytest.raises(InputError) as caught:
         index.check([("clip", 12)])
-    assert "2 trimaps fit frame clip: 0012.png and m_12.tif" in str(caught.value)
+    assert "2 trimaps fit frame clip: 0012.png and 12.tif" in str(caught.value)
     assert caught.value.frame == 12
 
 
@@ -214,6 +239,24 @@ def test_size_mismatch_names_file_frame_and_both_sizes(tmp_path: Path) -> None:
     assert "frame 4" in message
     assert "trimap is 360x640 (HxW) but frame clip is 720x1280" in message
     assert "--resize-trimaps to resize with nearest-neighbour" in message
+
+
+@pytest.mark.parametrize("resize", [False, True])
+def test_trimap_of_an_exif_rotated_photo_at_its_stored_size_says_rotate(tmp_path: Path, resize: bool) -> None:
+    # A phone portrait: stored 96x64 (WxH) and tagged to be shown turned; the trimap was painted
+    # on the stored picture. Resizing it onto the 64x96 photo would squash it into a wrong matte.
+    photo = write_exif_jpeg(tmp_path / "IMG_0001.jpg", np.zeros((64, 96, 3), np.uint8), orientation=6)
+    with open_source(photo) as source:
+        frame = next(source.frames(prefetch=0))
+    assert frame.image.shape[:2] == (96, 64)
+    folder = _folder(tmp_path / "t", "IMG_0001.png", shape=(64, 96))
+    index = TrimapIndex.open(folder)
+    with pytest.raises(InputError) as caught:
+        index.load(frame.name, frame.index, (frame.height, frame.width), resize=resize)
+    message = str(caught.value)
+    assert "trimap is 64x96 (HxW), the 96x64 frame IMG_0001 turned by a quarter" in message
+    assert "rotate the trimap" in message and "orientation tag" in message
+    assert "--resize-trimaps" not in message and str(folder / "IMG_0001.png") in message
 
 
 def test_resize_uses_nearest_neighbour_on_real_antialiased_trimap(shared_data: Path) -> None:

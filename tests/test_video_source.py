@@ -189,17 +189,18 @@ def test_truncated_video_names_the_frame(shared_data: Path, tmp_path: Path) -> N
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(data[: len(data) // 2])
     with open_source(cut) as source:
-        assert source.info.frame_count == 247  # the index at the front still promises every frame
+        # Half the bytes end inside the packet of frame 96. Frames 94 and 95 are B-frames stored
+        # after it, so the file holds 95 frames' packets: 0-93 and the cut one.
+        assert source.info.frame_count == 95
         got = []
         with pytest.raises(InputError) as info:
             for frame in source.frames(start=80):
                 got.append(frame.index)
     err = info.value
-    # Half the bytes end inside frame 96's packet. Frames 94 and 95 are B-frames that follow it
-    # in decode order, so 0-93 is all that can be whole; those arrive, then the error.
+    # 0-93 is all that can be whole; those arrive, then the error names the first frame missing.
     assert got == list(range(80, 94))
-    assert err.path == cut and err.frame == 96
-    assert "cut short" in str(err) and "re-export" in str(err)
+    assert err.path == cut and err.frame == 94
+    assert "cut short: frames from 94 on are missing" in str(err) and "re-export" in str(err)
 
 
 def test_damaged_bytes_mid_stream_are_reported(shared_data: Path, tmp_path: Path) -> None:
@@ -237,3 +238,50 @@ def test_audio_only_file_has_no_video_stream(tmp_path: Path) -> None:
         out.mux(stream.encode())
     with pytest.raises(InputError, match="no video stream"):
         open_source(path)
+
+
+# Phone-style variable frame rate: gaps of 1 ms to 134 ms between frames (time base 1/1000).
+_VFR_MS = [0, 33, 50, 51, 120, 200, 210, 215, 300, 400, 401, 402, 500, 533, 566, 700]
+
+
+def _vfr_video(path: Path, codec: str, pix_fmt: str, options: dict[str, str]) -> Path:
+    """Frames whose brightness is 12 * k + 20 for the k-th, at the irregular times above."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=30, options=options)
+        stream.height, stream.width, stream.pix_fmt = 32, 48, pix_fmt
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for k, ms in enumerate(_VFR_MS):
+            frame = av.VideoFrame.from_ndarray(np.full((32, 48, 3), 12 * k + 20, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = ms, Fraction(1, 1000)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "codec", "pix_fmt", "options"),
+    [
+        ("vfr.mkv", "libx264", "yuv444p", {"qp": "0", "bf": "2", "g": "6"}),
+        ("vfr.mp4", "libx264", "yuv444p", {"qp": "0", "bf": "2", "g": "6"}),
+        ("vfr.webm", "libvpx-vp9", "yuv420p", {"g": "6"}),
+    ],
+)
+def test_variable_frame_rate_is_numbered_by_order_without_gaps_or_collisions(
+    tmp_path: Path, name: str, codec: str, pix_fmt: str, options: dict[str, str]
+) -> None:
+    path = _vfr_video(tmp_path / name, codec, pix_fmt, options)
+    count = len(_VFR_MS)
+    with open_source(path) as source:
+        # MKV and WebM state no frame count; the packets' timestamps give the exact one.
+        assert source.info.frame_count == count
+        assert source.frame_ids() == [("vfr", k) for k in range(count)]
+        frames = list(source.frames(prefetch=0))
+        assert [f.index for f in frames] == list(range(count))
+        # Frame k is the k-th frame encoded (its brightness says which), so trimap k pairs with it.
+        assert [round((f.image.mean() - 20) / 12) for f in frames] == list(range(count))
+        assert [f.time for f in frames] == pytest.approx([ms / 1000 for ms in _VFR_MS])
+        for start in (3, 10, 11, 15):  # a seek (farm chunk) numbers frames as the full pass does
+            got = list(source.frames(start=start, end=start + 1))
+            assert [f.index for f in got] == [k for k in (start, start + 1) if k < count]
+            for frame in got:
+                assert round((frame.image.mean() - 20) / 12) == frame.index

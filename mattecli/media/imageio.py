@@ -17,6 +17,14 @@ import cv2
 import numpy as np
 
 from mattecli.errors import InputError
+from mattecli.media.imageheader import PNG_SIGNATURE, png_damage
+
+# Every decode failure becomes one InputError naming the file; OpenCV's own log lines about it
+# ("[ERROR:0@0.03] global loadsave.cpp ... can't read header") would only repeat it, split over
+# several lines of stderr.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
+_DAMAGED_HINT = "copy or export it again"
 
 
 def _file_mode() -> int:
@@ -64,28 +72,46 @@ def atomic_path(final: Path) -> Iterator[Path]:
 def _read_exr(path: Path) -> np.ndarray:
     import OpenEXR
 
-    with OpenEXR.File(str(path), separate_channels=True) as f:
-        channels = f.channels()
-        names = set(channels)
-        if {"R", "G", "B"} <= names:
-            order = ("R", "G", "B", "A") if "A" in names else ("R", "G", "B")
-            planes = [channels[c].pixels for c in order]
-            return np.stack(planes, axis=-1).astype(np.float32)
-        for single in ("A", "Y", "Z"):
-            if single in names:
-                return np.asarray(channels[single].pixels, dtype=np.float32)
-        if len(names) == 1:
-            return np.asarray(next(iter(channels.values())).pixels, dtype=np.float32)
-        raise InputError(
-            f"EXR has channels {sorted(names)}; expected R,G,B or a single A/Y channel", path=path
-        )
+    try:
+        with OpenEXR.File(str(path), separate_channels=True) as f:
+            channels = {name: channel.pixels for name, channel in f.channels().items()}
+    except (RuntimeError, ValueError) as exc:  # what the bindings raise for a cut or damaged file
+        raise InputError(f"cannot read this EXR: {exc}", path=path, hint=_DAMAGED_HINT) from exc
+    if any(pixels is None for pixels in channels.values()):  # a damaged part reads as no pixels
+        raise InputError("cannot read this EXR's pixels", path=path, hint=_DAMAGED_HINT)
+    names = set(channels)
+    if {"R", "G", "B"} <= names:
+        order = ("R", "G", "B", "A") if "A" in names else ("R", "G", "B")
+        return np.stack([channels[c] for c in order], axis=-1).astype(np.float32)
+    for single in ("A", "Y", "Z"):
+        if single in names:
+            return np.asarray(channels[single], dtype=np.float32)
+    if len(names) == 1:
+        return np.asarray(next(iter(channels.values())), dtype=np.float32)
+    raise InputError(f"EXR has channels {sorted(names)}; expected R,G,B or a single A/Y channel", path=path)
 
 
 def _read_cv(path: Path, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray:
     data = np.fromfile(str(path), dtype=np.uint8)  # handles non-ASCII paths, unlike cv2.imread
-    image = cv2.imdecode(data, flags)
+    if data.size == 0:  # cv2.imdecode raises an assertion on an empty buffer
+        raise InputError("the file is empty (0 bytes)", path=path, hint=_DAMAGED_HINT)
+    damage = png_damage(data.tobytes()) if data[:8].tobytes() == PNG_SIGNATURE else None
+    if damage:  # caught before libpng, which prints its own line to stderr
+        raise InputError(damage, path=path, hint=_DAMAGED_HINT)
+    try:
+        image = cv2.imdecode(data, flags)
+    except cv2.error as exc:  # OpenCV 5 raises for some malformed headers instead of returning None
+        image = None
+        reason = str(exc).strip().splitlines()[-1]
+    else:
+        reason = ""
     if image is None:
-        raise InputError("cannot decode this image", path=path, hint="check that the file is complete")
+        raise InputError(
+            "cannot decode this image: it is not a complete PNG, JPEG, TIFF, BMP or WebP file"
+            + (f" ({reason})" if reason else ""),
+            path=path,
+            hint=_DAMAGED_HINT,
+        )
     if image.ndim == 3:
         if image.shape[2] == 4:
             image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)

@@ -1,15 +1,20 @@
 """Image files as a source: numbered sequences (``shot.1001.exr`` ...) and sets of stills.
 
-A set of files is a **sequence** when every file is ``<prefix><number>.<suffix>`` with the same
-prefix and suffix (``shot.1001.exr``, ``shot.1002.exr``, or ``00000.jpg``, ``00001.jpg``). Its
-frames are numbered by the number in the name, and its name is the prefix without a trailing
-separator (``shot``); when the prefix is empty (``00000.jpg``) the folder's name stands in, so
-outputs and trimaps still get a meaningful stem. A printf or hash pattern is always a sequence,
-even of one file. Anything else (a single image, a folder of unrelated photos) is **stills**:
-numbered 0, 1, 2 ... in natural order and named by their own stems.
+A folder (or a glob) is a **sequence** when every file is ``<prefix><number>.<suffix>`` with the
+same prefix and suffix (``shot.1001.exr``, ``shot.1002.exr``, or ``00000.jpg``, ``00001.jpg``)
+*and* every file has the same size, read from the headers (:mod:`mattecli.media.imageheader`,
+after EXIF orientation). Names alone do not make a shot: a camera folder names its photos
+``IMG_0001.jpg``, ``IMG_0002.jpg`` whatever their orientation, and a portrait beside a landscape
+photo is two stills, not a broken sequence. A sequence's frames are numbered by the number in the
+name, and its name is the prefix without a trailing separator (``shot``); when the prefix is empty
+(``00000.jpg``) the folder's name stands in, so outputs and trimaps still get a meaningful stem. A
+printf or hash pattern is always a sequence, even of one file: the user said so. Anything else (a
+single image, a folder of unrelated photos) is **stills**: numbered 0, 1, 2 ... in natural order
+and named by their own stems.
 
 All frames of a sequence must share size and bit depth, because it is one shot: a different
-frame is an error naming that file. Stills may differ (product photos rarely share a size), so
+frame (possible only with a printf or hash pattern, or a file changed after opening) is an error
+naming that file. Stills may differ (product photos rarely share a size), so
 ``SourceInfo.width/height/bit_depth`` describe the first still only.
 
 Files whose names start with a dot are ignored: they are hidden files or the temporary files of a
@@ -27,6 +32,7 @@ import numpy as np
 
 from mattecli.errors import InputError
 from mattecli.media.frame import Frame
+from mattecli.media.imageheader import read_header
 from mattecli.media.imageio import is_image_file, read_image
 from mattecli.media.sources import Source, SourceInfo, SourceKind, natural_key, selected
 
@@ -55,11 +61,16 @@ def _listing(folder: Path) -> list[Path]:
         raise InputError(f"cannot list this folder: {exc.strerror or exc}", path=folder) from exc
 
 
-def _read(path: Path) -> np.ndarray:
+def _read(path: Path, frame: int | None = None) -> np.ndarray:
+    """Decode one file; errors name the frame (of a sequence) as well as the file."""
     try:
         return read_image(path)
     except OSError as exc:  # permissions, a file removed while running, a bad disk
-        raise InputError(f"cannot read this image: {exc.strerror or exc}", path=path) from exc
+        raise InputError(f"cannot read this image: {exc.strerror or exc}", path=path, frame=frame) from exc
+    except InputError as exc:
+        if frame is None or exc.frame is not None:
+            raise
+        raise InputError(exc.message, path=exc.path, frame=frame, hint=exc.hint) from exc
 
 
 class ImageSource(Source):
@@ -88,7 +99,8 @@ class ImageSource(Source):
         for item in self._items:
             if not selected(item.index, first, end, every):
                 continue
-            image = _read(item.path)
+            # A still's position is no frame number anyone knows it by: its file name says it all.
+            image = _read(item.path, item.index if self.info.kind == "sequence" else None)
             if self.info.kind == "sequence":
                 self._check_matches(item, image)
             yield Frame(index=item.index, name=item.name, image=image, source=item.path)
@@ -139,10 +151,18 @@ def open_pattern(pattern: Path) -> ImageSource:
         raise InputError("a frame pattern may hold only one frame number", path=pattern)
     if directives:
         return _open_printf(pattern, directives[0])
-    files = _image_files(folder.glob(pattern.name))
+    matches = [p for p in folder.glob(pattern.name) if not p.name.startswith(".") and p.is_file()]
+    files = _image_files(matches)
+    if not matches:
+        raise InputError(
+            "no file matches this pattern", path=pattern, hint="check the folder and the wildcard"
+        )
     if not files:
         raise InputError(
-            "no image files match this pattern", path=pattern, hint="check the folder and the wildcard"
+            f"{len(matches)} file(s) match this pattern but none is an image ({matches[0].name}, ...)",
+            path=pattern,
+            hint="a glob inside one folder is read as an image sequence; name videos one by one "
+            "or glob from a folder above them",
         )
     return _classify(pattern, files, sequence_name=folder.resolve().name)
 
@@ -174,11 +194,41 @@ def _image_files(paths: Iterable[Path]) -> list[Path]:
     )
 
 
+def _shown_size(path: Path) -> tuple[int, int] | None:
+    """An image's (width, height) as decoded: from its header, or by decoding where none is read.
+
+    None when the file cannot be read at all: that frame's own read reports it (naming the frame,
+    after the frames before it are written), so one damaged file does not turn a shot into stills.
+    """
+    try:
+        with path.open("rb") as stream:
+            header = read_header(stream)
+        if header is not None:
+            return header.shown_size
+        image = _read(path)
+    except (OSError, InputError):
+        return None
+    return int(image.shape[1]), int(image.shape[0])
+
+
+def _one_size(files: list[Path]) -> bool:
+    """Whether every readable file has one size (stops at the first that differs)."""
+    seen: tuple[int, int] | None = None
+    for path in files:
+        size = _shown_size(path)
+        if size is None:
+            continue
+        if seen is not None and size != seen:
+            return False
+        seen = size
+    return True
+
+
 def _classify(where: Path, files: list[Path], sequence_name: str) -> ImageSource:
-    """A sequence when all files are numbered with one prefix and suffix; stills otherwise."""
+    """A sequence when all files are numbered with one prefix and suffix and share one size."""
     numbered = [(_NUMBERED.fullmatch(p.stem), p) for p in files]
     groups = {(m.group("prefix"), p.suffix.lower()) for m, p in numbered if m}
-    if len(files) >= 2 and len(groups) == 1 and all(m for m, _ in numbered):
+    if len(files) >= 2 and len(groups) == 1 and all(m for m, _ in numbered) and _one_size(files):
         prefix = next(iter(groups))[0]
         name = prefix.rstrip(_SEPARATORS) or sequence_name
         items = sorted((int(m.group("number")), p) for m, p in numbered if m)

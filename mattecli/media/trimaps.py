@@ -15,14 +15,22 @@ Matching rule, tried in this order for each frame:
    ``shot.1001.png``. Names are case-sensitive.
 2. **Name.** A trimap whose stem equals the frame name: ``GT01.png`` for the photo ``GT01.jpg``
    (and, for a video, one trimap for all frames of ``clip.mp4`` when it is called ``clip.png``).
-3. **Number.** A trimap whose stem ends in the frame number: ``0012.png`` or ``trimap.0012.png``
-   match frame 12 of any source. Trimaps whose stem is named after a frame of the run (rules 1 or 2,
-   with any number) never take part here, once :meth:`TrimapIndex.check` has been told the run's
-   frames. That keeps a missing ``GT03.png`` from silently borrowing ``GT02.png`` (photos are
-   numbered by position) and a second clip from borrowing the first clip's trimaps.
+3. **Number.** A trimap whose stem *is* the frame number and nothing else: ``0012.png`` or
+   ``12.png`` match frame 12 of any source. A stem with any prefix never matches by number alone:
+   ``clip.000012.png`` belongs to ``clip``, so ``shotB.mp4`` run against a folder of ``clip``'s
+   trimaps is refused (naming the missing frames) instead of silently using another shot's
+   trimaps, and with ``clip.000020.png`` missing, ``other.000020.png`` is not taken for it. A
+   bare-number trimap whose stem is also a frame name of the run (the photo ``7.jpg``) is matched
+   by name only, once :meth:`TrimapIndex.check` has been told the run's frames, so a photo numbered
+   7 by position cannot borrow ``7.png``.
 
 Two files that fit the same rule for the same frame (``clip.12.png`` and ``clip.0012.png``, or
-``a/0012.png`` and ``a/m_12.tif``) are an error naming both, never a guess.
+``a/0012.png`` and ``a/12.tif``) are an error naming both, never a guess.
+
+A trimap whose size is the frame's turned by a quarter (800x497 for a 497x800 frame) was drawn on
+the picture as stored, before an EXIF orientation tag (or a video's rotation) turned it upright.
+That is refused with a hint to rotate the trimap, and ``--resize-trimaps`` refuses it too: resizing
+would squash a portrait trimap onto a landscape frame and give a wrong matte without an error.
 
 Values: a loaded trimap holds exactly 0 (definite background), 128 (unknown) and 255 (definite
 foreground). Hand-drawn or resized trimaps carry anti-aliased edges, so values are quantised at one
@@ -53,6 +61,11 @@ from mattecli.media.imageio import is_image_file, read_gray
 MISSING_SHOWN = 5
 
 _RESIZE_HINT = "--resize-trimaps to resize with nearest-neighbour"
+_ROTATE_HINT = (
+    "the trimap was drawn on the picture as stored, before its orientation tag (EXIF, or a video's "
+    "rotation) turned it; rotate the trimap to match the picture as viewers show it (resizing would "
+    "distort it)"
+)
 _RULE_HINT = (
     "name each trimap after its frame (GT01.png for GT01.jpg, clip.000012.png for frame 12 of "
     "clip.mp4) or after the frame number alone (000012.png)"
@@ -60,6 +73,8 @@ _RULE_HINT = (
 
 # A stem that ends in a number: (prefix)(optional separator)(all trailing digits).
 _NUMBERED_STEM = re.compile(r"(?P<prefix>.*?)(?P<sep>[._ -]?)(?P<number>\d+)")
+# How many names of other sources a "no trimap" error lists.
+_OTHER_NAMES_SHOWN = 3
 
 
 def quantize_trimap(gray: np.ndarray) -> np.ndarray:
@@ -157,7 +172,6 @@ class TrimapIndex:
         self._by_stem: dict[str, list[Path]] = {}
         self._by_name_number: dict[tuple[str, int], list[Path]] = {}
         self._by_number: dict[int, list[Path]] = {}
-        self._prefix_of: dict[Path, str] = {}
         self._run_names: frozenset[str] = frozenset()
         self._cache: tuple[tuple[Path, tuple[int, int], bool], np.ndarray] | None = None
         for path in files:
@@ -166,9 +180,9 @@ class TrimapIndex:
             if match is None:
                 continue
             number = int(match["number"])
-            self._prefix_of[path] = match["prefix"]
             self._by_name_number.setdefault((match["prefix"], number), []).append(path)
-            self._by_number.setdefault(number, []).append(path)
+            if not match["prefix"] and not match["sep"]:  # the stem is the number alone
+                self._by_number.setdefault(number, []).append(path)
 
     @classmethod
     def open(cls, spec: Path) -> TrimapIndex:
@@ -200,7 +214,7 @@ class TrimapIndex:
         for candidates in (self._by_name_number.get((name, index)), self._by_stem.get(name)):
             if candidates:
                 return self._only(candidates, name, index)
-        by_number = [p for p in self._by_number.get(index, ()) if not self._named_for_run(p)]
+        by_number = [p for p in self._by_number.get(index, ()) if p.stem not in self._run_names]
         return self._only(by_number, name, index) if by_number else None
 
     def check(self, frames: Iterable[tuple[str, int]]) -> None:
@@ -217,10 +231,23 @@ class TrimapIndex:
         shown = ", ".join(f"{name} (frame {index})" for name, index in missing[:MISSING_SHOWN])
         more = f" and {len(missing) - MISSING_SHOWN} more" if len(missing) > MISSING_SHOWN else ""
         raise InputError(
-            f"no trimap for {len(missing)} of {len(frames)} frames: {shown}{more}",
+            f"no trimap for {len(missing)} of {len(frames)} frames: {shown}{more}"
+            + (self._other_sources() if len(missing) == len(frames) else ""),
             path=self.spec,
             hint=_RULE_HINT,
         )
+
+    def _other_sources(self) -> str:
+        """A note naming the sources the folder's numbered trimaps are for (when no frame matched).
+
+        ``run shotB.mp4 -t clip_trimaps/`` should say that the folder holds ``clip``'s trimaps.
+        """
+        others = sorted({prefix for prefix, _ in self._by_name_number if prefix} - self._run_names)
+        if not others:
+            return ""
+        shown = ", ".join(repr(name) for name in others[:_OTHER_NAMES_SHOWN])
+        more = f" and {len(others) - _OTHER_NAMES_SHOWN} more" if len(others) > _OTHER_NAMES_SHOWN else ""
+        return f"; the numbered trimaps here are named for {shown}{more}, not for this run's inputs"
 
     def load(self, name: str, index: int, size: tuple[int, int], *, resize: bool = False) -> np.ndarray:
         """The frame's trimap as read-only uint8 H x W with values exactly 0, 128 and 255.
@@ -243,6 +270,14 @@ class TrimapIndex:
         if not np.any(trimap != 128):
             self.all_unknown.add(path)
         height, width = size
+        if trimap.shape == (width, height) and height != width:
+            raise InputError(
+                f"trimap is {trimap.shape[0]}x{trimap.shape[1]} (HxW), the {height}x{width} frame "
+                f"{name} turned by a quarter",
+                path=path,
+                frame=index,
+                hint=_ROTATE_HINT,
+            )
         if trimap.shape != (height, width):
             if not resize:
                 raise InputError(
@@ -257,9 +292,6 @@ class TrimapIndex:
         if self.single:
             self._cache = (key, trimap)
         return trimap
-
-    def _named_for_run(self, path: Path) -> bool:
-        return path.stem in self._run_names or self._prefix_of.get(path) in self._run_names
 
     def _only(self, candidates: list[Path], name: str, index: int) -> Path:
         if len(candidates) > 1:

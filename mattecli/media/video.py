@@ -4,12 +4,16 @@ Pixels keep their precision: 8-bit video gives uint8 RGB, video with more bits p
 (10-bit ProRes, 12-bit, 16-bit RGB) gives uint16 RGB, and float video (EXR in MOV) gives float32,
 so a 10-bit grade is not banded to 8 bits before the matte is pulled.
 
-Frame numbers come from presentation timestamps, not from counting decoded frames, so that a
-pass that seeks to ``--start 100`` (the keyframe before, then decoding forward) numbers its
-frames exactly as a pass from frame 0 does: ``index = round((pts - first_pts) * time_base * fps)``,
-with ``first_pts`` the timestamp of the first frame shown. In variable-frame-rate video two
-frames can round to one slot; the later one then takes the next number, so indexes stay unique
-and increasing.
+Frame numbers count the frames in presentation order: frame 0 is the first frame shown, frame
+``k`` the ``k``-th after it, whatever the timestamps say. Numbering by ``pts * average fps`` would
+give variable-frame-rate phone footage gaps and collisions (two frames 10 ms apart round to one
+number), so trimaps named by number would pair with the wrong frames. To number a pass that
+seeks to ``--start 100`` exactly as a pass from frame 0, the source reads every video packet's
+timestamp once when it opens (demuxing only, no decoding: one read of the file, small beside the
+matting): the sorted timestamps are the frame table, a frame's number is its timestamp's place in
+it, and a seek goes to the timestamp of the frame wanted. The table also gives the exact frame
+count, where MKV and WebM state none. A stream without timestamps (a raw ``.h264``) is numbered by
+counting decoded frames, and reaching a frame then means decoding from the start.
 
 The display matrix (phone footage shot upright is stored sideways with a rotation tag) is
 applied with :func:`numpy.rot90`, so frames come out the way players show them. Mirroring flags
@@ -18,7 +22,7 @@ in the matrix are not applied; cameras do not write them.
 
 from __future__ import annotations
 
-import math
+from bisect import bisect_left
 from collections.abc import Generator, Iterator
 from contextlib import closing
 from fractions import Fraction
@@ -46,21 +50,25 @@ class VideoSource(Source):
             self._time_base = Fraction(stream.time_base) if stream.time_base else None
             self._fps = _frame_rate(stream)
             first = _first_frame(container, stream, path)
-            self._first_pts = first.pts
-            # FFmpeg reports the rotation counter-clockwise in [-180, 180]; keep quarter turns.
-            self._turns = round((first.rotation or 0) / 90) % 4
-            self._format, bit_depth = _output_format(first.format)
-            width, height = (first.height, first.width) if self._turns % 2 else (first.width, first.height)
-            info = SourceInfo(
-                kind="video",
-                width=width,
-                height=height,
-                fps=self._fps,
-                frame_count=_frame_count(container, stream, self._fps),
-                bit_depth=bit_depth,
-                has_audio=bool(container.streams.audio),
-                rotation=self._turns * 90,
-            )
+            estimate = _frame_count(container, stream, self._fps)
+            has_audio = bool(container.streams.audio)
+        with _open(path) as container:  # a fresh demuxer: the first one has moved past the start
+            self._table = _frame_table(container.streams.video[self._stream_index], container)
+        self._first_pts = self._table[0] if self._table else first.pts
+        # FFmpeg reports the rotation counter-clockwise in [-180, 180]; keep quarter turns.
+        self._turns = round((first.rotation or 0) / 90) % 4
+        self._format, bit_depth = _output_format(first.format)
+        width, height = (first.height, first.width) if self._turns % 2 else (first.width, first.height)
+        info = SourceInfo(
+            kind="video",
+            width=width,
+            height=height,
+            fps=self._fps,
+            frame_count=len(self._table) if self._table else estimate,
+            bit_depth=bit_depth,
+            has_audio=has_audio,
+            rotation=self._turns * 90,
+        )
         super().__init__(path, info)
 
     def frame_ids(self) -> list[tuple[str, int]]:
@@ -100,6 +108,8 @@ class VideoSource(Source):
         lands after the target (an imprecise index in some files), it decodes from the
         beginning instead, so the frames are always right, only sometimes slower to reach.
         """
+        if self._table and first >= len(self._table):
+            return  # past the last frame: nothing to decode
         if first > 0 and self._seekable:
             with self._open_decoder() as container:
                 if self._seek(container, first):
@@ -125,14 +135,14 @@ class VideoSource(Source):
         """Move to the keyframe at or before frame ``index``; False where the file cannot seek."""
         stream = container.streams.video[self._stream_index]
         try:
-            container.seek(self._pts_of(index), stream=stream, backward=True, any_frame=False)
+            container.seek(self._table[index], stream=stream, backward=True, any_frame=False)
         except (av.FFmpegError, OSError):
             return False
         return True
 
     @property
     def _seekable(self) -> bool:
-        return None not in (self._fps, self._time_base, self._first_pts)
+        return bool(self._table)
 
     def _indexed(
         self, container: av.container.InputContainer, seek_to: int | None = None
@@ -159,7 +169,7 @@ class VideoSource(Source):
                 if packet is None:
                     return
                 if packet.is_corrupt:
-                    # Cut short: first hand over the frames completed before the cut.
+                    # Cut short: first hand over the frames shown before the cut that decode.
                     cut_at = self._index_at(packet.pts, expected)
                     frames = stream.decode(None)
                 else:
@@ -186,23 +196,22 @@ class VideoSource(Source):
                     )
                 last, expected = index, index + 1
                 yield index, frame
+        # Frames shown between the last one delivered and the cut (B-frames that need the cut
+        # frame) are lost too, so the error names the first frame that did not come out.
+        missing = (seek_to or 0) if last is None else last + 1
         raise InputError(
-            "the file is cut short: this frame's data is incomplete",
+            f"the file is cut short: frames from {missing} on are missing",
             path=self.path,
-            frame=cut_at,
+            frame=missing,
             hint=_REENCODE_HINT,
         )
 
     def _index_at(self, pts: int | None, fallback: int) -> int:
-        """Frame number of a timestamp in the stream's time base; ``fallback`` when there is none."""
-        if pts is None or not self._seekable:
+        """A timestamp's place in the frame table; ``fallback`` (the next number) when it has none."""
+        if pts is None or not self._table:
             return fallback
-        return round((pts - self._first_pts) * self._time_base * self._fps)
-
-    def _pts_of(self, index: int) -> int:
-        """Timestamp half a frame before ``index``, so rounding cannot land the seek after it."""
-        offset = (Fraction(index) - Fraction(1, 2)) / self._fps / self._time_base
-        return self._first_pts + math.floor(offset)
+        place = bisect_left(self._table, pts)
+        return place if place < len(self._table) and self._table[place] == pts else fallback
 
 
 def _open(path: Path) -> av.container.InputContainer:
@@ -231,10 +240,18 @@ def _video_stream(container: av.container.InputContainer, path: Path) -> av.vide
 def _first_frame(
     container: av.container.InputContainer, stream: av.video.stream.VideoStream, path: Path
 ) -> av.VideoFrame:
-    """Decode the first frame: the only reliable place for rotation, pixel format and start pts."""
+    """Decode the first frame: the only reliable place for rotation, pixel format and start pts.
+
+    A packet cut short by a truncated file is not sent to the decoder (it would fail the whole
+    open); the decoder is drained instead, so a file cut after its first frame still opens and
+    its whole frames can be matted (see :meth:`VideoSource._indexed`).
+    """
     try:
-        for frame in container.decode(stream):
-            return frame
+        for packet in container.demux(stream):
+            for frame in stream.decode(None if packet.is_corrupt else packet):
+                return frame
+            if packet.is_corrupt:
+                break
     except (av.FFmpegError, OSError) as exc:
         raise InputError(
             f"cannot decode the video: {_reason(exc)}", path=path, frame=0, hint=_REENCODE_HINT
@@ -249,10 +266,39 @@ def _frame_rate(stream: av.video.stream.VideoStream) -> Fraction | None:
     return None
 
 
+def _frame_table(
+    stream: av.video.stream.VideoStream, container: av.container.InputContainer
+) -> list[int] | None:
+    """Every frame's presentation timestamp, sorted: frame ``k`` is the ``k``-th shown.
+
+    Packets the demuxer marks to be discarded (cut off by an MP4 edit list) are never shown, so
+    they are not frames. None when a packet has no timestamp or two share one: such a stream can
+    only be numbered by counting. A damaged file keeps the frames read before the damage (its
+    decoder then reports where it stops).
+    """
+    stamps: list[int] = []
+    try:
+        for packet in container.demux(stream):
+            if packet.size == 0 or packet.is_discard:
+                continue
+            if packet.pts is None:
+                return None
+            stamps.append(packet.pts)
+    except (av.FFmpegError, OSError):
+        pass
+    stamps.sort()
+    if any(a == b for a, b in zip(stamps, stamps[1:], strict=False)):
+        return None
+    return stamps
+
+
 def _frame_count(
     container: av.container.InputContainer, stream: av.video.stream.VideoStream, fps: Fraction | None
 ) -> int | None:
-    """The container's count, or duration x rate when it says 0 (MKV, WebM and raw streams do)."""
+    """The container's count, or duration x rate when it says 0 (MKV, WebM and raw streams do).
+
+    Only an estimate: used for streams the frame table cannot number (packets without timestamps).
+    """
     if stream.frames > 0:
         return int(stream.frames)
     if fps is None:
