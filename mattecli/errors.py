@@ -56,3 +56,10 @@ class UnavailableError(MatteError):
     """A backend, device or optional dependency that the user asked for is not installed here."""
 
     exit_code = EXIT_UNAVAILABLE
+
+
+class OutputError(MatteError):
+    """An output that cannot be written: a full disk, a folder without write permission, a path
+    that would replace an input, or an output folder another run holds."""
+
+    exit_code = EXIT_BAD_INPUT

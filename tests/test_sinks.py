@@ -336,3 +336,20 @@ def test_interrupted_run_leaves_no_video(tmp_path: Path) -> None:
         "alpha",
         "alpha/shot.000000.png",
     ]
+
+
+def test_a_video_named_by_frame_range(tmp_path: Path) -> None:
+    """Chunks of one shot into one folder (``--start``/``--end``) each keep their own video."""
+    for first, last in ((0, 2), (3, 5)):
+        spec = OutputSpec(tmp_path, alpha=None, video="ffv1", video_content="alpha", video_names_frames=True)
+        with Sinks(spec, kind="video", fps=FPS) as sinks:
+            for index in range(first, last + 1):
+                sinks.write(_frame(index), _alpha())
+        assert sinks.video_path == tmp_path / f"shot.{first:06d}-{last:06d}.alpha.mkv"
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == [
+        "shot.000000-000002.alpha.mkv",
+        "shot.000003-000005.alpha.mkv",
+    ]
+    for path in tmp_path.glob("*.mkv"):
+        with av.open(str(path)) as container:
+            assert sum(1 for _ in container.decode(video=0)) == 3

@@ -3,21 +3,29 @@
 Only argument handling and the terminal live here; the work is :func:`mattecli.pipeline.run_pipeline`.
 Human lines and the progress bar go to stderr (the bar only on a terminal); ``--json`` prints the
 summary on stdout. Exit codes: 0 all inputs done, 1 some inputs failed (after the others finished),
-3 the engine or device is not available here, 4 a problem with the inputs or options found before
-any frame was processed.
+3 the engine or device is not available here, 4 a problem with the inputs, options or output folder
+found before any frame was processed, 130/143 stopped by SIGINT/SIGTERM (nothing half-written is
+left; ``--resume`` finishes the job).
+
+Before the model loads, the output folder is checked and locked (:mod:`mattecli.media.outfolder`)
+and ``--resume`` is checked against the folder's run manifest (:mod:`mattecli.media.manifest`).
 """
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Literal
 
 import typer
 from rich.markup import escape
 
 from mattecli.console import err_console, print_json, user_errors
-from mattecli.errors import EXIT_FAILED, InputError
+from mattecli.errors import EXIT_FAILED, InputError, MatteError
 from mattecli.summary import InputSummary, Reporter
 
 if TYPE_CHECKING:
@@ -147,6 +155,8 @@ def run(
     """
     from engines.base import open_engine
     from mattecli.default_model import default_model_path
+    from mattecli.media.manifest import begin_run, check_resume, finish_run, pixel_settings, restore_record
+    from mattecli.media.outfolder import claim_output_folder
     from mattecli.pipeline import RefineOptions, RunOptions, TileOptions, run_pipeline
 
     with user_errors():
@@ -158,13 +168,16 @@ def run(
                 )
             model = default_model_path()
         spec = _output_spec(
-            output, alpha, fg, premultiplied, composite, video, video_content, pattern, fps, no_audio
-        )
+            output, alpha, fg, premultiplied, composite, video, video_content, pattern, fps, no_audio,
+            ranged=start is not None or end is not None,
+        )  # fmt: skip
         options = RunOptions(
             start=start,
             end=end,
             every=every,
-            resume=resume,
+            # A video cannot be appended to: resuming a --video job computes every frame again
+            # (after the manifest check below), rewriting its image files with the same bytes.
+            resume=resume and video is None,
             tiles=TileOptions(size=None if no_tile else tile, context=context, blend=blend, batch=batch),
             fusion=fusion,
             tta=tta,
@@ -173,14 +186,49 @@ def run(
         )
         # A TensorRT engine exists only for a GPU, so --engine trt alone means the first GPU.
         device = device or ("cuda" if engine == "trt" else "cpu")
-        matting = open_engine(engine, model, device, threads=threads, model_name=model_name)
-        try:
-            with _ProgressReporter(quiet) as reporter:
-                summary = run_pipeline(
-                    inputs, matting, spec, trimap_spec=trimap_dir, options=options, reporter=reporter
+        settings = pixel_settings(
+            spec,
+            model=model,
+            engine=engine,
+            device=device,
+            tta=tta,
+            refine=(refine_steps, refine_lr) if refine == "br" else None,
+            fusion=fusion,
+            tiles=(None if no_tile else tile, context, blend, batch),
+            trimap_dir=trimap_dir,
+            resize_trimaps=resize_trimaps,
+        )
+        with claim_output_folder(spec, inputs, trimap_dir) as removed, _stopped_by_signals():
+            if removed and not quiet:
+                err_console.print(
+                    f"removed {len(removed)} temporary file(s) of an earlier run that was stopped",
+                    markup=False,
+                    highlight=False,
                 )
-        finally:
-            matting.close()
+            if resume:
+                check_resume(spec, settings)
+                if video is not None and not quiet:
+                    err_console.print(
+                        "--resume with --video: a video cannot be appended to, so every frame is "
+                        "computed again (image outputs are rewritten with the same bytes)",
+                        markup=False,
+                        highlight=False,
+                    )
+            matting = open_engine(engine, model, device, threads=threads, model_name=model_name)
+            try:
+                previous = begin_run(spec, settings, resume=resume)
+                try:
+                    with _ProgressReporter(quiet) as reporter:
+                        summary = run_pipeline(
+                            inputs, matting, spec, trimap_spec=trimap_dir, options=options, reporter=reporter
+                        )
+                except MatteError:  # raised before the first frame (failures of inputs are in the summary)
+                    restore_record(spec, previous)
+                    raise
+            finally:
+                matting.close()
+            if not summary.failed:
+                finish_run(spec, settings, every_frame=start is None and end is None and every == 1)
         summary.run["model_file"] = str(model)
         if not quiet:
             err_console.print(summary.describe(), markup=False, highlight=False)
@@ -201,6 +249,8 @@ def _output_spec(
     pattern: str | None,
     fps: str | None,
     no_audio: bool,
+    *,
+    ranged: bool = False,
 ) -> OutputSpec:
     from mattecli.media.compose import parse_background
     from mattecli.media.sinks import OutputSpec
@@ -224,7 +274,46 @@ def _output_spec(
         pattern=pattern,
         audio=not no_audio,
         fps=rate,
+        video_names_frames=ranged,
     )
+
+
+class _Stopped(BaseException):
+    """SIGTERM (or SIGINT) arrived: unwind like Ctrl-C, so every temporary file is removed."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextmanager
+def _stopped_by_signals() -> Iterator[None]:
+    """Turn SIGTERM and SIGINT into one line and exit code 128 + signal, after a clean unwind.
+
+    By default SIGTERM ends the process at once, leaving a half-written temporary file and an
+    open video; raised as an exception instead, it unwinds through the writers, which remove
+    their temporary files (the frame being written is finished first). SIGKILL cannot be caught:
+    the next run in the folder removes what it left (:mod:`mattecli.media.outfolder`).
+    """
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise _Stopped(signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    except (KeyboardInterrupt, _Stopped) as exc:
+        signum = exc.signum if isinstance(exc, _Stopped) else signal.SIGINT
+        err_console.print(
+            f"[bold red]stopped[/] by {signal.Signals(signum).name}: the frames written are complete; "
+            "run the same command with --resume to finish",
+            markup=True,
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(128 + signum) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class _ProgressReporter(Reporter):

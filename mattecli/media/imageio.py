@@ -1,22 +1,23 @@
 """Reading and writing single image files: PNG, JPEG, TIFF (through OpenCV) and EXR (OpenEXR).
 
 OpenCV 5 wheels are built without OpenEXR, so EXR goes through the ``openexr`` package. Every
-write goes to a temporary name in the destination folder and is renamed into place, so a killed
-run never leaves a half-written file under the final name (and ``--resume`` can trust what exists).
+image is encoded in memory and written whole through :class:`mattecli.media.atomic.AtomicFile`
+(temporary name, fsync, checked rename), so a killed run never leaves a half-written file under
+the final name, and :func:`looks_whole` lets ``--resume`` refuse one that is empty or cut short.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import io
+import stat
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from mattecli.errors import InputError
+from mattecli.media.atomic import AtomicFile
+from mattecli.media.atomic import atomic_path as atomic_path  # re-exported for training and engines
 from mattecli.media.imageheader import PNG_SIGNATURE, png_damage
 
 # Every decode failure becomes one InputError naming the file; OpenCV's own log lines about it
@@ -26,47 +27,11 @@ cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 _DAMAGED_HINT = "copy or export it again"
 
-
-def _file_mode() -> int:
-    """The mode a plain ``open()`` would give a new file under the process umask.
-
-    Read once at import: ``os.umask`` can only be read by setting it, which would race with
-    writer threads if done per file.
-    """
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-_FILE_MODE = _file_mode()
-
-
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".exr", ".bmp", ".webp"})
 
 
 def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
-
-
-@contextmanager
-def atomic_path(final: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``final``; rename it onto ``final`` only if the block succeeds.
-
-    The temporary name keeps the real suffix last so that writers which choose a format from the
-    extension (OpenCV, FFmpeg muxers) still recognise it.
-    """
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".part{final.suffix}", dir=final.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        os.chmod(tmp, _FILE_MODE)  # mkstemp makes 0600 files; outputs must be readable by others
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _read_exr(path: Path) -> np.ndarray:
@@ -168,7 +133,7 @@ def read_gray(path: str | Path) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(colour), cv2.COLOR_RGB2GRAY)
 
 
-def _write_exr(path: Path, image: np.ndarray, half: bool) -> None:
+def _encode_exr(image: np.ndarray, half: bool) -> bytes:
     import OpenEXR
 
     dtype = np.float16 if half else np.float32
@@ -181,50 +146,95 @@ def _write_exr(path: Path, image: np.ndarray, half: bool) -> None:
     else:
         raise ValueError(f"cannot write {image.shape[2]} channels to EXR")
     header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+    buffer = io.BytesIO()
     with OpenEXR.File(header, {k: np.ascontiguousarray(v) for k, v in channels.items()}) as f:
-        f.write(str(path))
+        f.write(buffer)
+    return buffer.getvalue()
 
 
-def _write_cv(path: Path, image: np.ndarray, params: list[int]) -> None:
+def _encode_cv(suffix: str, image: np.ndarray, params: list[int]) -> np.ndarray:
     if image.ndim == 3 and image.shape[2] == 3:
         image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     elif image.ndim == 3 and image.shape[2] == 4:
         image = cv2.cvtColor(image, cv2.COLOR_RGBA2BGRA)
-    ok, encoded = cv2.imencode(path.suffix, image, params)
+    ok, encoded = cv2.imencode(suffix, image, params)
     if not ok:
-        raise OSError(f"OpenCV could not encode {path.suffix} for {path}")
-    encoded.tofile(str(path))
+        raise ValueError(f"OpenCV could not encode {suffix}")
+    return encoded
 
 
-def write_image(path: str | Path, image: np.ndarray, *, half: bool = False) -> None:
+def encode_image(suffix: str, image: np.ndarray, *, half: bool = False) -> np.ndarray | bytes:
+    """The bytes of an image file in the format of ``suffix`` (see :func:`write_image`)."""
+    suffix = suffix.lower()
+    if suffix == ".exr":
+        if not np.issubdtype(image.dtype, np.floating):
+            raise ValueError("EXR takes float images")
+        return _encode_exr(image, half)
+    if image.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"{suffix} takes uint8 or uint16 images, not {image.dtype}")
+    params: list[int] = []
+    if suffix == ".png":
+        params = [cv2.IMWRITE_PNG_COMPRESSION, 3]
+    elif suffix in (".tif", ".tiff"):
+        params = [cv2.IMWRITE_TIFF_COMPRESSION, 5]  # LZW: lossless, read everywhere
+    return _encode_cv(suffix, image, params)
+
+
+def write_image(
+    path: str | Path, image: np.ndarray, *, half: bool = False, allow_folder_link: bool = True
+) -> None:
     """Write a grey, RGB or RGBA array atomically; the format follows the suffix.
 
     uint8 and uint16 go to PNG/TIFF unchanged; float arrays go to EXR (``half`` for float16).
     A single-channel EXR is written as channel ``A``, the convention compositors use for mattes.
+    The file is encoded first, so a write failure is only ever about the disk, and is raised as
+    :class:`mattecli.errors.OutputError` naming ``path``. ``allow_folder_link`` False refuses a
+    folder that is a symlink (see :class:`mattecli.media.atomic.AtomicFile`).
     """
     path = Path(path)
+    data = encode_image(path.suffix, image, half=half)
+    with AtomicFile(path, allow_link=allow_folder_link) as out:
+        out.write(memoryview(data))
+
+
+# What a whole file of each written format starts with (and, for PNG, ends with).
+_MAGIC = {
+    ".png": b"\x89PNG\r\n\x1a\n",
+    ".exr": b"\x76\x2f\x31\x01",
+    ".tif": (b"II*\x00", b"MM\x00*"),
+    ".tiff": (b"II*\x00", b"MM\x00*"),
+}
+_PNG_END = b"IEND\xaeB`\x82"
+
+
+def looks_whole(path: Path) -> bool:
+    """True when ``path`` is a regular file (not a link) that starts like its format and, for PNG,
+    ends with the IEND chunk: what ``--resume`` needs before trusting an output without decoding it.
+
+    Files are published whole after an fsync, so an empty or short file means a crash of the
+    machine (or a copy) rather than of this tool; it is computed again rather than trusted.
+    """
+    try:
+        info = path.lstat()
+    except OSError:
+        return False
+    if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
+        return False
     suffix = path.suffix.lower()
-    writer: Callable[[Path], None]
-    if suffix == ".exr":
-        if not np.issubdtype(image.dtype, np.floating):
-            raise ValueError("EXR takes float images")
-
-        def writer(p: Path) -> None:
-            _write_exr(p, image, half)
-    else:
-        if image.dtype not in (np.uint8, np.uint16):
-            raise ValueError(f"{suffix} takes uint8 or uint16 images, not {image.dtype}")
-        params: list[int] = []
-        if suffix == ".png":
-            params = [cv2.IMWRITE_PNG_COMPRESSION, 3]
-        elif suffix in (".tif", ".tiff"):
-            params = [cv2.IMWRITE_TIFF_COMPRESSION, 5]  # LZW: lossless, read everywhere
-
-        def writer(p: Path) -> None:
-            _write_cv(p, image, params)
-
-    with atomic_path(path) as tmp:
-        writer(tmp)
+    magic = _MAGIC.get(suffix)
+    if magic is None:
+        return True
+    starts = (magic,) if isinstance(magic, bytes) else magic
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if suffix == ".png":
+                f.seek(-len(_PNG_END), 2)
+                if f.read() != _PNG_END:
+                    return False
+    except OSError:
+        return False
+    return any(head.startswith(m) for m in starts)
 
 
 def images_by_stem(path: Path, role: str) -> dict[str, Path]:

@@ -76,6 +76,12 @@ def name_pattern(pattern: str | None, kind: SourceKind) -> NamePattern:
     return NamePattern(text)
 
 
-def video_name(stem: str, content: str, suffix: str) -> str:
-    """Name of a video output, e.g. ``shot.rgba.mov``; it sits at the top of the output folder."""
-    return f"{stem}.{content}{suffix}"
+def video_name(stem: str, content: str, suffix: str, frames: tuple[int, int] | None = None) -> str:
+    """Name of a video output, e.g. ``shot.rgba.mov``; it sits at the top of the output folder.
+
+    ``frames``: the first and last frame numbers in it, for a run given a frame range
+    (``shot.000024-000047.rgba.mov``), so the chunks of a farm job written into one folder
+    do not replace each other.
+    """
+    span = "" if frames is None else f".{frames[0]:06d}-{frames[1]:06d}"
+    return f"{stem}{span}.{content}{suffix}"

@@ -6,12 +6,15 @@ Layout of the output folder (each kind in its own folder, so names never collide
     OUT/fg/<name>       foreground with alpha: RGBA 8/16-bit PNG or float32 EXR
     OUT/comp/<name>     foreground composited over a colour or an image: RGB 8/16-bit PNG
     OUT/<stem>.rgba.mov video of foreground + alpha (or <stem>.alpha.mov, an alpha-only matte);
-                        .mkv for FFV1
+                        .mkv for FFV1; <stem>.<first>-<last>.rgba.mov for a run given a frame
+                        range, so the chunks of a farm job do not replace each other
 
 ``<name>`` follows the pattern (:mod:`mattecli.media.naming`), by default ``{stem}.{frame:06d}.{ext}``
 for video and image sequences and ``{stem}.{ext}`` for photos. Image files are written atomically
 by :func:`mattecli.media.imageio.write_image`; a video is written under a temporary name and renamed
-when the sinks close cleanly (and removed if they close on an error).
+when the sinks close cleanly (and removed if they close on an error). Files go only into real
+folders: an output subfolder that is a symlink is refused rather than written through. A failed
+write raises :class:`mattecli.errors.OutputError` naming the output file and the frame.
 
 Straight or premultiplied colour: by default each format keeps its own convention: PNG stores
 straight (unassociated) colour, as its specification says; EXR stores premultiplied colour, as
@@ -34,10 +37,10 @@ from typing import Literal, get_args
 
 import numpy as np
 
-from mattecli.errors import InputError
+from mattecli.errors import InputError, OutputError
 from mattecli.media.compose import Background, Colour, composite, premultiply, quantize
 from mattecli.media.frame import Frame
-from mattecli.media.imageio import write_image
+from mattecli.media.imageio import looks_whole, write_image
 from mattecli.media.naming import NamePattern, name_pattern, video_name
 from mattecli.media.sources import SourceKind
 from mattecli.media.video_writer import VideoCodec, VideoContent, VideoWriter, video_suffix
@@ -66,6 +69,7 @@ class OutputSpec:
     pattern: str | None = None  # None: the default for the source kind
     audio: bool = True  # carry the source's audio into video outputs
     fps: Fraction | None = None  # frame rate for a video output from a source that has none
+    video_names_frames: bool = False  # the video's name carries its first and last frame numbers
 
     def __post_init__(self) -> None:
         for name, value, allowed in (
@@ -146,16 +150,20 @@ class Sinks:
         return paths
 
     def is_complete(self, frame: Frame) -> bool:
-        """True when every per-frame file exists, so ``--resume`` may skip this frame.
+        """True when every per-frame file is whole, so ``--resume`` may skip this frame.
 
-        Files are only ever renamed into place whole, so existing means complete. Always False
-        when a video output is asked for: a video cannot be appended to, so it needs every frame.
+        Files are only ever renamed into place whole and after an fsync, so one that exists is
+        complete unless the machine crashed or something else wrote it: an empty file, one that
+        does not start (or, for PNG, end) like its format, or a symlink is not trusted
+        (:func:`mattecli.media.imageio.looks_whole`). Always False when a video output is asked
+        for: a video cannot be appended to, so it needs every frame.
         """
-        return not self.spec.video and all(path.is_file() for path in self.outputs_for(frame))
+        return not self.spec.video and all(looks_whole(path) for path in self.outputs_for(frame))
 
     @property
     def video_path(self) -> Path | None:
-        """The video output file, once the first frame has been written to it."""
+        """The video output file, once the first frame has been written to it (its final name,
+        with the frame range when the spec asks for it, once the sinks have closed)."""
         return self._video.path if self._video is not None else None
 
     # --- writing -----------------------------------------------------------------------------
@@ -169,6 +177,15 @@ class Sinks:
         h, w = frame.height, frame.width
         if alpha.shape != (h, w) or (foreground is not None and foreground.shape != (h, w, 3)):
             raise ValueError(f"alpha/foreground do not match the {w}x{h} frame {frame.index}")
+        try:
+            self._write(frame, alpha, foreground)
+        except OutputError as exc:  # written by this frame: say so, whichever thread reports it
+            if exc.frame is not None:
+                raise
+            raise OutputError(exc.message, path=exc.path, frame=frame.index, hint=exc.hint) from None
+
+    def _write(self, frame: Frame, alpha: np.ndarray, foreground: np.ndarray | None) -> None:
+        h, w = frame.height, frame.width
         spec = self.spec
         paths = iter(self.outputs_for(frame))
         if self._kind == "stills":
@@ -178,13 +195,14 @@ class Sinks:
         )
         colour = foreground if foreground is not None or not wants_colour else frame.to_float()
         if spec.alpha:
-            write_image(next(paths), _encode(alpha, spec.alpha))
+            write_image(next(paths), _encode(alpha, spec.alpha), allow_folder_link=False)
         if spec.foreground:
             premultiplied = spec.foreground == "exr" if spec.premultiplied is None else spec.premultiplied
-            write_image(next(paths), _encode(_rgba(colour, alpha, premultiplied), spec.foreground))
+            rgba = _encode(_rgba(colour, alpha, premultiplied), spec.foreground)
+            write_image(next(paths), rgba, allow_folder_link=False)
         if self._background is not None:
             comp = composite(colour, alpha, self._background.at(w, h))
-            write_image(next(paths), _encode(comp, spec.composite_format))
+            write_image(next(paths), _encode(comp, spec.composite_format), allow_folder_link=False)
         if spec.video:
             video = self._video or self._open_video(frame)
             image = alpha if spec.video_content == "alpha" else _rgba(colour, alpha, bool(spec.premultiplied))
@@ -214,6 +232,7 @@ class Sinks:
                 height=frame.height,
                 fps=self._rate,
                 audio_source=self._audio_source,
+                name_frames=spec.video_names_frames,
             )
         )
         return self._video

@@ -1,7 +1,11 @@
 """Video outputs that keep alpha (ProRes 4444, PNG-in-MOV, FFV1), with the source's audio carried along.
 
-The file is written under a temporary name beside its final one and renamed only when the writer
-closes without error, so a killed or failed run leaves neither a truncated video nor litter.
+The file is written under a temporary name beside its final one, through the descriptor that
+created it (:class:`mattecli.media.atomic.AtomicFile`; FFmpeg writes through a file object on it,
+never by name), and renamed only when the writer closes without error, so a killed or failed run
+leaves neither a truncated video nor litter. A write failure names the video, and the frame when
+it happened while that frame was written (FFmpeg buffers up to 32 KiB, so a failure can surface
+one frame after the frame whose bytes did not fit).
 
 Codec choices (round trips measured with PyAV 18 / FFmpeg 8, see tests/test_video_writer.py):
 
@@ -33,6 +37,8 @@ encoder's priming packets are kept too.
 from __future__ import annotations
 
 import contextlib
+import io
+import os
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -46,15 +52,17 @@ import numpy as np
 from av.audio.resampler import AudioResampler
 from av.video.reformatter import ColorRange
 
-from mattecli.errors import InputError
+from mattecli.errors import InputError, OutputError
+from mattecli.media.atomic import AtomicFile, write_failure
 from mattecli.media.compose import quantize
-from mattecli.media.imageio import atomic_path
+from mattecli.media.naming import video_name
 
 VideoCodec = Literal["prores", "png-mov", "ffv1"]
 VideoContent = Literal["rgba", "alpha"]
 
 # 24-bit PCM: lossless for any decoded source and read by every editorial tool, in .mov and .mkv.
 PCM_CODEC = "pcm_s24le"
+_NOT_KEPT = "; the video is not kept"  # what a failed video output leaves: nothing under its name
 _BT709 = 1  # ITU-T H.273 code for BT.709 primaries, transfer and matrix
 _KR, _KB = 0.2126, 0.0722  # BT.709 luma weights of R and B
 
@@ -63,15 +71,18 @@ _KR, _KB = 0.2126, 0.0722  # BT.709 luma weights of R and B
 class _Format:
     encoder: str
     suffix: str
+    muxer: str
     rgba_pix_fmt: str
     gray_pix_fmt: str
     options: dict[str, str] = field(default_factory=dict)
 
 
 FORMATS: dict[str, _Format] = {
-    "prores": _Format("prores_ks", ".mov", "yuva444p10le", "yuv444p10le", {"profile": "4444"}),
-    "png-mov": _Format("png", ".mov", "rgba64be", "gray16be"),
-    "ffv1": _Format("ffv1", ".mkv", "rgba64le", "gray16le", {"level": "3", "g": "1", "slicecrc": "1"}),
+    "prores": _Format("prores_ks", ".mov", "mov", "yuva444p10le", "yuv444p10le", {"profile": "4444"}),
+    "png-mov": _Format("png", ".mov", "mov", "rgba64be", "gray16be"),
+    "ffv1": _Format(
+        "ffv1", ".mkv", "matroska", "rgba64le", "gray16le", {"level": "3", "g": "1", "slicecrc": "1"}
+    ),
 }
 
 
@@ -84,6 +95,9 @@ class VideoWriter:
 
     :meth:`write` takes float32 images in [0, 1]: H x W x 4 RGBA for ``content="rgba"``, H x W for
     ``content="alpha"``, with the frame's index (for its timestamp) and its source time (for audio).
+    ``name_frames``: the published name carries the first and last frame numbers written
+    (:func:`mattecli.media.naming.video_name`); ``path`` then becomes that name on a clean close.
+    Write failures are raised as :class:`mattecli.errors.OutputError` naming the video.
     """
 
     def __init__(
@@ -96,8 +110,10 @@ class VideoWriter:
         height: int,
         fps: Fraction,
         audio_source: Path | None = None,
+        name_frames: bool = False,
     ) -> None:
         self.path = Path(path)
+        self._name_frames = name_frames
         self._codec = codec
         self._content = content
         self._fps = Fraction(fps)
@@ -105,9 +121,11 @@ class VideoWriter:
         self._first_index: int | None = None
         self._last: tuple[int, float] | None = None  # (index, source time) of the last frame
         fmt = FORMATS[codec]
+        self._suffix = fmt.suffix
         with ExitStack() as stack:
-            tmp = stack.enter_context(atomic_path(self.path))
-            self._container = av.open(str(tmp), "w")
+            self._file = AtomicFile(self.path)
+            stack.callback(self._file.discard)  # on any failure below and on an unclean close
+            self._container = av.open(_Descriptor(self._file), "w", format=fmt.muxer)
             stack.callback(self._container.close)
             stream = self._container.add_stream(fmt.encoder, rate=self._fps, options=fmt.options)
             stream.width, stream.height = width, height
@@ -143,11 +161,14 @@ class VideoWriter:
             self._audio.begin(source_time)
         frame = self._to_frame(image)
         frame.pts = index - self._first_index  # in units of 1/fps, the encoder's time base
-        for packet in self._stream.encode(frame):
-            self._container.mux(packet)
-        self._last = (index, source_time)
-        if self._audio is not None:
-            self._audio.feed_until(source_time + 1 / self._fps)
+        try:
+            for packet in self._stream.encode(frame):
+                self._container.mux(packet)
+            self._last = (index, source_time)
+            if self._audio is not None:
+                self._audio.feed_until(source_time + 1 / self._fps)
+        except (OSError, av.FFmpegError, OutputError) as exc:  # OutputError: from the descriptor's writes
+            raise write_failure(self.path, exc, frame=index, outcome=_NOT_KEPT) from None
 
     def _to_frame(self, image: np.ndarray) -> av.VideoFrame:
         if self._codec != "prores":
@@ -170,22 +191,62 @@ class VideoWriter:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if exc_type is None:
-            try:
-                self._finish()
-            except BaseException as err:
-                self._stack.__exit__(type(err), err, err.__traceback__)
-                raise
-            self._stack.close()  # closes the container, then renames the file into place
-        else:
-            with contextlib.suppress(av.FFmpegError, OSError):  # already failing: keep that error
+        if exc_type is not None:
+            with contextlib.suppress(av.FFmpegError, OSError, OutputError):  # keep the first error
                 self._stack.__exit__(exc_type, exc, tb)  # the temporary file is removed
+            return
+        try:
+            self._finish()
+        except BaseException as err:
+            with contextlib.suppress(av.FFmpegError, OSError, OutputError):
+                self._stack.__exit__(type(err), err, err.__traceback__)
+            if isinstance(err, (OSError, av.FFmpegError, OutputError)):
+                doing = "cannot finish the video"
+                raise write_failure(self.path, err, doing=doing, outcome=_NOT_KEPT) from None
+            raise
 
     def _finish(self) -> None:
+        """Flush the encoder and the audio, close the container, publish under the final name."""
         for packet in self._stream.encode():
             self._container.mux(packet)
         if self._audio is not None and self._last is not None:
             self._audio.finish(self._last[1] + 1 / self._fps)
+        self._container.close()  # writes the index (moov, cues): the last bytes of the file
+        if self._name_frames and self._first_index is not None and self._last is not None:
+            content = self._content
+            stem = self.path.name.removesuffix(f".{content}{self._suffix}")
+            name = video_name(stem, content, self._suffix, (self._first_index, self._last[0]))
+            self.path = self.path.with_name(name)
+        self._file.publish(self.path)
+        self._stack.close()  # the audio source; closing the container again is a no-op
+
+
+class _Descriptor(io.RawIOBase):
+    """A file object over an :class:`AtomicFile`'s descriptor, for FFmpeg (through PyAV) to write.
+
+    Every write goes whole through :meth:`AtomicFile.write` (which names the video on failure);
+    seeking is the descriptor's own, which the muxers need to write their index at the start.
+    """
+
+    def __init__(self, file: AtomicFile) -> None:
+        super().__init__()
+        self._file = file
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self._file.write(data)
+        return len(data)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return os.lseek(self._file.fd, offset, whence)
+
+    def tell(self) -> int:
+        return os.lseek(self._file.fd, 0, os.SEEK_CUR)
 
 
 def _codes(values: np.ndarray, low: float, span: float) -> np.ndarray:
