@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from mattecli import __version__
+from mattecli.band_inputs import COARSE_STRIDE
 from mattecli.errors import EXIT_FAILED, MatteError
 from mattecli.media.imageio import atomic_path
 from mattecli.models import METADATA_KEY, ModelContract
@@ -68,6 +69,7 @@ PARITY_SIZES: tuple[tuple[int, int, int], ...] = ((1, 96, 128), (2, 160, 224))
 EXAMPLE_SIZE = (2, 64, 96)
 MAX_SIDE = 8192
 MAX_BATCH = 256
+MAX_CELLS = 1 << 20  # band models: cells per call (a 8192² frame has 262,144)
 
 
 class ExportError(MatteError):
@@ -210,6 +212,18 @@ def _quiet_exporter() -> Iterator[None]:
 
 def _dynamic_shapes(contract: ModelContract) -> tuple[dict[int, object], ...]:
     m = contract.size_multiple
+    if contract.architecture == "band":
+        # One coarse view (batch 1) of any size; any number of cells, whose window size is fixed.
+        cells = torch.export.Dim("cells", min=1, max=MAX_CELLS)
+        rows = torch.export.Dim("height_blocks", min=1, max=MAX_SIDE // m)
+        cols = torch.export.Dim("width_blocks", min=1, max=MAX_SIDE // m)
+        stride = COARSE_STRIDE
+        by_kind = {
+            "band_coarse": {2: stride * rows, 3: stride * cols},
+            "band_patches": {0: cells},
+            "band_index": {0: cells},
+        }
+        return tuple(by_kind[kind] for _, kind in contract.inputs)
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     rows = torch.export.Dim("height_blocks", min=1, max=MAX_SIDE // m)
     cols = torch.export.Dim("width_blocks", min=1, max=MAX_SIDE // m)
@@ -224,6 +238,9 @@ def _rename_dims(model: onnx.ModelProto, contract: ModelContract) -> None:
     """
     m = contract.size_multiple
     names = {"batch": "batch", f"{m}*height_blocks": "height", f"{m}*width_blocks": "width"}
+    if contract.architecture == "band":
+        s = COARSE_STRIDE
+        names = {"cells": "cells", f"{s}*height_blocks": "coarse_height", f"{s}*width_blocks": "coarse_width"}
     for value in (*model.graph.input, *model.graph.output):
         for dim in value.type.tensor_type.shape.dim:
             if dim.HasField("dim_param") and dim.dim_param in names:
@@ -233,10 +250,10 @@ def _rename_dims(model: onnx.ModelProto, contract: ModelContract) -> None:
 def trace_to_onnx(model: InferenceModel, *, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
     """Export ``model`` (WS already folded) with dynamic batch/height/width; no file is written."""
     contract = model.contract
-    batch, height, width = (
-        EXAMPLE_SIZE[0],
-        *(-(-s // contract.size_multiple) * contract.size_multiple for s in EXAMPLE_SIZE[1:]),
-    )
+    m = contract.size_multiple
+    # At least 2 and 3 blocks of the size multiple: a side of one block is a size-1 feature map at
+    # the encoder's deepest level, which torch.export would specialise.
+    batch, height, width = EXAMPLE_SIZE[0], *(-(-max(s, k * m) // m) * m for s, k in zip(EXAMPLE_SIZE[1:], (2, 3)))
     example = sample_inputs(contract, batch, height, width)
     args = tuple(torch.from_numpy(example[name]) for name in model.input_names)
     with _quiet_exporter():

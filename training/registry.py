@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mattecli import band_inputs
 from mattecli.errors import InputError
 from mattecli.inputs import build_inputs
 from mattecli.models import CONTRACTS, ModelContract, contract_for
@@ -78,7 +79,14 @@ def _lsa() -> nn.Module:
 
 
 # Constructors import their module lazily: building one network does not import the others.
+def _bandmatte() -> nn.Module:
+    from training.networks.bandmatte import bandmatte
+
+    return bandmatte("lite0")
+
+
 REGISTRY: dict[str, Callable[[], nn.Module]] = {
+    "bandmatte-lite0": _bandmatte,
     "fba-resnet50": _fba("resnet50"),
     "fba-resnet34": _fba("resnet34"),
     "fba-resnet18": _fba("resnet18"),
@@ -160,6 +168,22 @@ class FBAInference(InferenceModel):
         return out[:, 0:1], out[:, 1:4], out[:, 4:7]
 
 
+class BandInference(InferenceModel):
+    """Band models: (coarse view, band patches, their coarse windows) → each cell's alpha, F, B.
+
+    The network's ``forward`` is already the contract; :meth:`forward_frame` is the whole-frame
+    computation that training and eager benchmarks use.
+    """
+
+    def forward(
+        self, band_coarse: torch.Tensor, band_patches: torch.Tensor, band_index: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.network(band_coarse, band_patches, band_index)
+
+    def forward_frame(self, coarse: torch.Tensor, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.network.forward_frame(coarse, pixels)
+
+
 class GFMInference(InferenceModel):
     """GFM: image → the collaborative-matting alpha (glance and focus stay internal)."""
 
@@ -232,6 +256,7 @@ class AlphaGANInference(RGBTrimapInference):
 
 _WRAPPERS: dict[str, type[InferenceModel]] = {
     "fba": FBAInference,
+    "band": BandInference,
     "gfm": GFMInference,
     "alphagan": AlphaGANInference,
     "adamatting": RGBTrimapInference,
@@ -331,6 +356,29 @@ def random_trimap(rng: np.random.Generator, height: int, width: int) -> np.ndarr
     return trimap
 
 
+def _band_sample_inputs(
+    contract: ModelContract, rng: np.random.Generator, batch: int, height: int, width: int
+) -> dict[str, np.ndarray]:
+    """A band model's inputs for one random frame (sides rounded up to the size multiple).
+
+    ``batch`` has no meaning for one frame's coarse view; the frame's band cells give P (at least 2,
+    as torch.export specialises dimensions of size 1), ``batch`` times over so P varies with it.
+    """
+    height, width = (-(-s // contract.size_multiple) * contract.size_multiple for s in (height, width))
+    rgb = rng.random((height, width, 3), dtype=np.float32)
+    trimap = random_trimap(rng, height, width)
+    cells = np.tile(band_inputs.band_cells(trimap, height, width), (batch, 1))
+    if len(cells) < 2:
+        cells = band_inputs.all_cells(height, width)
+    coarse = band_inputs.coarse_input(rgb, trimap)
+    arrays = {
+        "band_coarse": coarse,
+        "band_patches": band_inputs.patch_input(rgb, trimap, cells),
+        "band_index": band_inputs.patch_index(cells, *coarse.shape[2:]),
+    }
+    return {name: arrays[kind] for name, kind in contract.inputs}
+
+
 def sample_inputs(
     contract: ModelContract, batch: int, height: int, width: int, *, seed: int = 0
 ) -> dict[str, np.ndarray]:
@@ -342,6 +390,8 @@ def sample_inputs(
     contract's size multiple, or the arrays come back padded).
     """
     rng = np.random.default_rng(seed)
+    if contract.architecture == "band":
+        return _band_sample_inputs(contract, rng, batch, height, width)
     samples = [
         build_inputs(
             contract, rng.random((height, width, 3), dtype=np.float32), random_trimap(rng, height, width)

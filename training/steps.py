@@ -35,8 +35,10 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from mattecli import band_inputs
 from mattecli.inputs import UNKNOWN, build_inputs
 from mattecli.models import ModelContract
 from training.config import GANConfig, OptimizerConfig
@@ -48,12 +50,15 @@ from training.losses import (
     alphagan_generator_loss,
     fba_loss,
     gfm_loss,
+    l1_loss,
     lsa_loss,
 )
 from training.networks.alphagan import patchgan_discriminator
 from training.registry import InferenceModel
 
 Arrays = dict[str, np.ndarray]
+# Weight of the band models' coarse-pass terms against FBA's loss on the final output.
+BAND_COARSE_WEIGHT = 0.5
 
 
 class Batch(NamedTuple):
@@ -81,7 +86,16 @@ def collate(contract: ModelContract, samples: Sequence[Mapping[str, np.ndarray]]
     if len(sizes) > 1:
         raise ValueError(f"samples of one batch must share their size, got {sorted(sizes)}")
     arrays: Arrays = {}
-    per_sample = [build_inputs(contract, s["image"], s.get("trimap")).arrays for s in samples]
+    if contract.architecture == "band":  # the whole-frame computation's inputs (see BandStep)
+        per_sample = [
+            {
+                "band_coarse": band_inputs.coarse_input(s["image"], s["trimap"])[0],
+                "band_pixels": band_inputs.frame_pixels(s["image"], s["trimap"]),
+            }
+            for s in samples
+        ]
+    else:
+        per_sample = [build_inputs(contract, s["image"], s.get("trimap")).arrays for s in samples]
     for kind in per_sample[0]:
         arrays[f"input:{kind}"] = np.stack([p[kind] for p in per_sample])
     for key in ("image", "fg", "bg", "alpha"):
@@ -199,6 +213,30 @@ class FBAStep(TrainingStep):
         return fba_loss(torch.cat(self.model(*inputs), dim=1), batch.target)
 
 
+class BandStep(TrainingStep):
+    """Band models: FBA's loss on the whole-frame output, plus L1 on the coarse pass's alpha, F and B.
+
+    Training runs the whole-frame computation (:meth:`~training.networks.bandmatte.BandMatte.forward_frame`),
+    which equals the exported per-cell graph by construction, so every pixel of a crop trains the
+    refiner. The coarse outputs are supervised against the targets shrunk 4× by area averaging
+    (alpha over the shrunk unknown band, F and B everywhere) so the coarse pass learns a matte of
+    its own rather than only features for the refiner; weight :data:`BAND_COARSE_WEIGHT`.
+    """
+
+    def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+        final, coarse = self.model.forward_frame(batch.inputs["band_coarse"], batch.inputs["band_pixels"])
+        terms = fba_loss(final, batch.target)
+        scale = final.shape[-1] // coarse.shape[-1]
+        target = batch.target
+        region = F.avg_pool2d(target.region, scale) > 0
+        terms["coarse_alpha"] = l1_loss(coarse[:, :1], F.avg_pool2d(target.alpha, scale), region.float())
+        terms["coarse_fb"] = l1_loss(coarse[:, 1:4], F.avg_pool2d(target.fg, scale)) + l1_loss(
+            coarse[:, 4:7], F.avg_pool2d(target.bg, scale)
+        )
+        terms["total"] = terms["total"] + BAND_COARSE_WEIGHT * (terms["coarse_alpha"] + terms["coarse_fb"])
+        return terms
+
+
 class LSAStep(TrainingStep):
     """LSA: the multi-scale Charbonnier alpha loss."""
 
@@ -269,6 +307,19 @@ class AlphaGANStep(TrainingStep):
 
 # The loss terms each architecture logs, in log order ("total" is what the optimiser minimises).
 TERMS: dict[str, tuple[str, ...]] = {
+    "band": (
+        "l1_alpha",
+        "comp_alpha",
+        "grad_alpha",
+        "lap_alpha",
+        "l1_fb",
+        "lap_fb",
+        "comp_fb",
+        "excl_fb",
+        "coarse_alpha",
+        "coarse_fb",
+        "total",
+    ),
     "fba": (
         "l1_alpha",
         "comp_alpha",
@@ -314,6 +365,7 @@ def make_step(
         return AlphaGANStep(model, optimizer, device, gan or GANConfig())
     steps: dict[str, type[TrainingStep]] = {
         "fba": FBAStep,
+        "band": BandStep,
         "gfm": GFMStep,
         "lsa": LSAStep,
         "adamatting": AdaMattingStep,
