@@ -59,6 +59,19 @@ class Engine(Protocol):
         """Run one batch: float32 NCHW arrays keyed by input kind -> arrays keyed by output kind."""
         ...
 
+    def accepts(self, shapes: Mapping[str, tuple[int, ...]]) -> bool:
+        """Whether one :meth:`infer` call with inputs of these shapes (keyed by input kind) can run.
+
+        Callers ask before they choose a shape, so that a shape an engine cannot take is planned
+        around instead of failing at frame 0. The pipeline asks whether a frame may run whole
+        (``{"image": (1, 3, H, W), ...}`` padded to the size multiple) and tiles it otherwise.
+        ONNX Runtime takes any size its graph's dynamic axes allow and refuses only a size that
+        differs from a static one; eager torch takes any size; a TensorRT engine takes only shapes
+        inside one of its optimisation profiles (recorded in its sidecar). ``shapes`` must name
+        every input of the contract; a missing kind is not accepted.
+        """
+        ...
+
     def close(self) -> None:
         """Release the session and any device memory."""
         ...

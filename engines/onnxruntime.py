@@ -12,8 +12,12 @@ from pathlib import Path
 import numpy as np
 
 from engines.base import Device
+from mattecli.contract_validation import check_graph_names
 from mattecli.errors import InputError, UnavailableError
 from mattecli.models import ModelContract, contract_from_metadata
+
+CUDA_PROVIDER = "CUDAExecutionProvider"
+_CUDA_HINT = "pip uninstall onnxruntime && pip install onnxruntime-gpu, or use --device cpu"
 
 
 def _providers(device: Device) -> list[str | tuple[str, dict[str, object]]]:
@@ -21,12 +25,33 @@ def _providers(device: Device) -> list[str | tuple[str, dict[str, object]]]:
 
     if device.kind == "cpu":
         return ["CPUExecutionProvider"]
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
+    if CUDA_PROVIDER not in ort.get_available_providers():
         raise UnavailableError(
             f"this onnxruntime build has no CUDA execution provider (device {device} was asked for)",
-            hint="pip uninstall onnxruntime && pip install onnxruntime-gpu, or use --device cpu",
+            hint=_CUDA_HINT,
         )
-    return [("CUDAExecutionProvider", {"device_id": device.index})]
+    return [(CUDA_PROVIDER, {"device_id": device.index})]
+
+
+def require_session_device(session: object, device: Device, model: Path) -> None:
+    """Refuse a session that does not run on ``device``.
+
+    Listing the CUDA provider as available says only that the build has it: when its libraries
+    (CUDA, cuDNN) fail to load, or the device index does not exist, ONNX Runtime logs a warning and
+    quietly builds a CPU session. The session's own providers say what will really run.
+    """
+    if device.kind != "cuda":
+        return
+    active = list(session.get_providers())  # type: ignore[attr-defined]
+    if CUDA_PROVIDER not in active:
+        raise UnavailableError(
+            f"ONNX Runtime could not start its CUDA execution provider on {device} and would run on "
+            f"{', '.join(active) or 'no provider'} instead (its warning above names the library or device "
+            "that failed)",
+            path=model,
+            hint="check that `nvidia-smi` lists the GPU and that the CUDA and cuDNN libraries "
+            "onnxruntime-gpu needs are installed, or use --device cpu",
+        )
 
 
 def session_options(threads: int | None = None) -> object:
@@ -87,16 +112,29 @@ class OrtEngine:
                 path=model,
                 hint="is it an ONNX file written by `mattecli export`?",
             ) from None
+        require_session_device(self._session, device, model)
         self.device = device
         self.model = model
         self.contract = read_contract(self._session, model)
+        check_graph_names(
+            self.contract,
+            [i.name for i in self._session.get_inputs()],
+            [o.name for o in self._session.get_outputs()],
+            model,
+        )
         self._input_names = dict((kind, name) for name, kind in self.contract.inputs)
         self._output_kinds = dict(self.contract.outputs)
         self._output_names = list(self._output_kinds)
-        graph_inputs = {i.name for i in self._session.get_inputs()}
-        missing = set(self._input_names.values()) - graph_inputs
-        if missing:
-            raise InputError(f"the graph lacks inputs {sorted(missing)} that its contract names", path=model)
+
+    def accepts(self, shapes: Mapping[str, tuple[int, ...]]) -> bool:
+        """Any shape the graph's dynamic axes allow: only its static sizes must match (see Engine)."""
+        static = {i.name: i.shape for i in self._session.get_inputs()}
+        for kind, name in self._input_names.items():
+            if kind not in shapes or len(shapes[kind]) != len(static[name]):
+                return False
+            if any(isinstance(s, int) and s != v for s, v in zip(static[name], shapes[kind], strict=True)):
+                return False
+        return True
 
     def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         feed = {

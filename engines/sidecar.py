@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -87,6 +88,19 @@ class EngineSidecar:
             "hardware_compatibility",
         )
         return all(getattr(self, k) == getattr(other, k) for k in keys)
+
+    def accepts(self, shapes: Mapping[str, Sequence[int]]) -> bool:
+        """Whether inputs of these NCHW shapes (keyed by graph input name) fit one profile together.
+
+        Each input needs its static channel count, and all of them one (N, H, W) inside the same
+        optimisation profile: TensorRT runs a batch under one profile at a time.
+        """
+        if set(shapes) != set(self.input_channels):
+            return False
+        if any(len(s) != 4 or s[1] != self.input_channels[name] for name, s in shapes.items()):
+            return False
+        nhw = {(int(s[0]), int(s[2]), int(s[3])) for s in shapes.values()}
+        return len(nhw) == 1 and any(p.contains(next(iter(nhw))) for p in self.profiles)
 
     def to_json(self) -> dict[str, object]:
         return {

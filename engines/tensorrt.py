@@ -192,6 +192,12 @@ class TrtEngine:
                 hint=f"rebuild with `mattecli build-engine {sidecar.onnx_file}`",
             )
 
+    def accepts(self, shapes: Mapping[str, tuple[int, ...]]) -> bool:
+        """Shapes inside one of the engine's optimisation profiles only (see Engine)."""
+        if not all(kind in shapes for kind in self._inputs):
+            return False
+        return self.sidecar.accepts({name: shapes[kind] for kind, name in self._inputs.items()})
+
     def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self._torch
         first = np.shape(inputs[next(iter(self._inputs))])

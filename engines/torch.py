@@ -84,6 +84,10 @@ class ModelEngine:
             tensors.append(torch.from_numpy(array).to(self._device))
         return tensors
 
+    def accepts(self, shapes: Mapping[str, tuple[int, ...]]) -> bool:
+        """Eager torch runs any size: every input of the contract must only be there (see Engine)."""
+        return all(kind in shapes for kind in self._kinds)
+
     def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         with torch.inference_mode():
             outputs = self.model(*self.tensors(inputs))

@@ -40,6 +40,7 @@ from engines.sidecar import (
 )
 from engines.tensorrt import Gpu, cuda_gpu, import_tensorrt, no_gpu_error, trt_logger, trt_major
 from mattecli import __version__
+from mattecli.contract_validation import check_graph_names
 from mattecli.errors import EXIT_FAILED, InputError, MatteError
 from mattecli.media.imageio import atomic_path
 from mattecli.models import ModelContract, contract_from_metadata, load_onnx
@@ -150,13 +151,8 @@ def inspect_onnx(path: Path, *, fp16: bool = False) -> OnnxFacts:
 
     initializer_names = {t.name for t in graph.initializer}
     values = {v.name: v for v in graph.input if v.name not in initializer_names}
+    check_graph_names(contract, values, [v.name for v in graph.output], path)
     wanted = dict(contract.inputs)
-    if set(values) != set(wanted):
-        raise InputError(
-            f"graph inputs {sorted(values)} differ from the inputs its contract names {sorted(wanted)}",
-            path=path,
-            hint=_REEXPORT,
-        )
     inputs = tuple(_graph_input(values[name], wanted[name], path) for name, _ in contract.inputs)
 
     counts = {"FLOAT": 0, "FLOAT16": 0}

@@ -56,9 +56,6 @@ class ModelContract:
     resize: Literal["pad"] = "pad"
     needs_trimap: bool = True
     fusion: Literal["fba", "none"] = "none"  # post-processing the outputs support
-    # Whether the network pools over the whole input (PPM, ASPP image pooling). Such a model's
-    # tiles see less context than the whole frame, which the tiler's global pass can restore.
-    global_context: bool = True
     # Free-form facts about the weights (training data, validation scores) shown by `info`.
     weights: dict[str, object] = field(default_factory=dict)
 
@@ -76,18 +73,19 @@ class ModelContract:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str, *, source: str = "model") -> ModelContract:
+    def from_json(cls, text: str, *, source: str | Path = "model") -> ModelContract:
+        """Parse and check a contract; one InputError naming ``source`` and every bad field."""
+        from mattecli.contract_validation import contract_from_data
+
         try:
             data = json.loads(text)
-            data["inputs"] = tuple((str(n), str(k)) for n, k in data["inputs"])
-            data["outputs"] = tuple((str(n), str(k)) for n, k in data["outputs"])
-            return cls(**data)
-        except (ValueError, KeyError, TypeError) as exc:
+        except ValueError as exc:
             raise InputError(
-                f"the model's mattecli contract metadata is unreadable ({exc})",
+                f"the model's mattecli contract metadata is not JSON ({exc})",
                 path=source,
                 hint="re-export the model with `mattecli export`",
             ) from None
+        return contract_from_data(data, source)
 
 
 _FBA_INPUTS: tuple[tuple[str, InputKind], ...] = (
@@ -201,5 +199,11 @@ def load_onnx(path: Path) -> onnx.ModelProto:
 
 def read_onnx_contract(path: Path) -> ModelContract:
     """The contract of an exported ONNX file, read without starting an inference session."""
+    from mattecli.contract_validation import check_graph_names
+
     proto = load_onnx(path)
-    return contract_from_metadata({p.key: p.value for p in proto.metadata_props}, path)
+    contract = contract_from_metadata({p.key: p.value for p in proto.metadata_props}, path)
+    initializers = {t.name for t in proto.graph.initializer}
+    inputs = [v.name for v in proto.graph.input if v.name not in initializers]
+    check_graph_names(contract, inputs, [v.name for v in proto.graph.output], path)
+    return contract

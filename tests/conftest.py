@@ -62,7 +62,6 @@ LOCAL_CONTRACT = ModelContract(
     outputs=(("alpha", "alpha"),),
     size_multiple=8,
     needs_trimap=False,
-    global_context=False,
 )
 
 

@@ -39,7 +39,6 @@ FBA_LIKE = ModelContract(
     outputs=(("alpha", "alpha"), ("foreground", "foreground"), ("background", "background")),
     size_multiple=8,
     fusion="fba",
-    global_context=False,
 )
 IMAGE_ONLY = ModelContract(
     name="image-only-test",
@@ -49,7 +48,6 @@ IMAGE_ONLY = ModelContract(
     outputs=(("alpha", "alpha"),),
     size_multiple=8,
     needs_trimap=False,
-    global_context=False,
 )
 HEIGHT, WIDTH = 44, 60  # not multiples of 8: padding is exercised
 SEQUENCE = range(1, 7)

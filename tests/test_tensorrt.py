@@ -273,7 +273,10 @@ def test_missing_sidecar_is_an_input_error(tmp_path: Path) -> None:
         (lambda d: json.dumps({**d, "compute_capability": [8]}), "incomplete or damaged"),
         (lambda d: json.dumps({**d, "hardware_compatibility": "turing+"}), "unknown hardware_compatibility"),
         (lambda d: json.dumps({**d, "profiles": []}), "no optimisation profile"),
-        (lambda d: json.dumps({**d, "contract": {"name": "x"}}), "contract metadata is unreadable"),
+        (
+            lambda d: json.dumps({**d, "contract": {"name": "x"}}),
+            "invalid mattecli contract: field 'architecture' is missing",
+        ),
     ],
 )
 def test_damaged_sidecar_is_an_input_error(tmp_path: Path, mutate, expected: str) -> None:  # type: ignore[no-untyped-def]
@@ -352,3 +355,62 @@ def test_cpu_only_torch_is_reported_as_unavailable() -> None:
         cuda_gpu(Device("cuda", 0))
     assert "is a CPU-only build; TensorRT needs a CUDA build of torch" in info.value.message
     assert info.value.exit_code == EXIT_UNAVAILABLE
+
+
+# ---------------------------------------------------------------------------------------------
+# What a default engine accepts
+
+
+def _default_sidecar(**options: object) -> EngineSidecar:
+    from mattecli.commands.build_engine import choose_profiles
+
+    return _sidecar(profiles=choose_profiles(8, **options))  # type: ignore[arg-type]
+
+
+def _fba_shapes(n: int, h: int, w: int) -> dict[str, tuple[int, int, int, int]]:
+    return {"image": (n, 3, h, w), "trimap": (n, 2, h, w), "trimap_gauss": (n, 6, h, w)}
+
+
+@pytest.mark.parametrize(
+    ("width", "height"),
+    [(800, 600), (640, 360), (1920, 1080), (1080, 1920), (512, 512), (37, 21)],
+)
+def test_default_engine_accepts_the_frames_run_sends_whole(width: int, height: int) -> None:
+    """A photo or the demo clip runs whole (one call, padded to the size multiple): the default takes it."""
+    sidecar = _default_sidecar()
+    assert sidecar.accepts(_fba_shapes(1, *padded_size(height, width, 8)))
+
+
+def test_default_engine_accepts_full_batches_of_tiles_and_refuses_larger_whole_frames() -> None:
+    sidecar = _default_sidecar()
+    assert sidecar.accepts(_fba_shapes(4, 512, 512)) and sidecar.accepts(_fba_shapes(3, 512, 200))
+    assert not sidecar.accepts(_fba_shapes(1, *padded_size(2160, 3840, 8)))  # 4K runs tiled
+    assert not sidecar.accepts(_fba_shapes(2, 1088, 1920))  # whole frames go one at a time
+    assert not sidecar.accepts(_fba_shapes(5, 512, 512))
+
+
+def test_accepts_needs_every_input_with_its_channels_and_one_shared_size() -> None:
+    sidecar = _default_sidecar()
+    shapes = _fba_shapes(1, 600, 800)
+    assert not sidecar.accepts({k: v for k, v in shapes.items() if k != "trimap"})
+    assert not sidecar.accepts({**shapes, "trimap": (1, 1, 600, 800)})
+    assert not sidecar.accepts({**shapes, "trimap": (1, 2, 608, 800)})
+
+
+def test_max_size_zero_builds_tiles_only_and_explicit_profiles_replace_the_default() -> None:
+    tiles_only = _default_sidecar(max_size=0)
+    assert len(tiles_only.profiles) == 1
+    assert not tiles_only.accepts(_fba_shapes(1, 600, 800))
+    explicit = _default_sidecar(explicit=("1x64x64", "1x256x256", "1x1024x1024"))
+    assert explicit.profiles == (Profile((1, 64, 64), (1, 256, 256), (1, 1024, 1024)),)
+
+
+def test_default_profiles_are_written_to_the_sidecar(tmp_path: Path) -> None:
+    engine = tmp_path / "default.engine"
+    write_sidecar(engine, _default_sidecar())
+    profiles = json.loads(sidecar_path(engine).read_text())["profiles"]
+    assert profiles == [
+        {"min": [1, 8, 8], "opt": [4, 512, 512], "max": [4, 512, 512]},
+        {"min": [1, 8, 8], "opt": [1, 1920, 1920], "max": [1, 1920, 1920]},
+    ]
+    assert read_sidecar(engine).accepts(_fba_shapes(1, 360, 640))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -153,3 +154,40 @@ def test_an_onnx_file_is_not_a_checkpoint(files: dict[str, Path]) -> None:
     with pytest.raises(InputError, match="cannot read this as a PyTorch checkpoint") as info:
         open_engine("torch", files["onnx"], "cpu")
     assert info.value.path == files["onnx"]
+    assert "weights_only" not in str(info.value)  # torch's advice to unpickle unsafely is not passed on
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        (argparse.Namespace(lr=1e-5), "argparse.Namespace"),  # training options saved beside the weights
+        (torch.nn.Linear(2, 2), "torch.nn.modules.linear.Linear"),  # a whole module pickled
+    ],
+)
+def test_a_checkpoint_with_python_objects_is_refused_without_torchs_unsafe_advice(
+    files: dict[str, Path], tmp_path: Path, extra: object, named: str
+) -> None:
+    state = torch.load(files["checkpoint"], weights_only=True)
+    path = tmp_path / "with-objects.pth"
+    torch.save({**state, "extra": extra}, path)
+    with pytest.raises(InputError) as info:
+        open_engine("torch", path, "cpu")
+    text = str(info.value)
+    assert info.value.path == path
+    assert "not a plain state dict or mattecli checkpoint" in text and named in text
+    assert "model.state_dict()" in text
+    assert "weights_only=False" not in text and "add_safe_globals" not in text and "\x1b" not in text
+
+
+def test_a_text_file_is_not_a_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "notes.pth"
+    path.write_text("these are not weights\n")
+    with pytest.raises(InputError, match="cannot read this as a PyTorch checkpoint") as info:
+        open_engine("torch", path, "cpu", model_name=MODEL)
+    assert "\n" not in str(info.value) and "weights_only" not in str(info.value)
+
+
+def test_accepts_any_size_once_every_input_is_there(engine: TorchEngine) -> None:
+    shapes = {"image": (1, 3, 600, 800), "trimap_2ch": (1, 2, 600, 800), "trimap_gauss6": (1, 6, 600, 800)}
+    assert engine.accepts(shapes)
+    assert not engine.accepts({k: v for k, v in shapes.items() if k != "trimap_gauss6"})

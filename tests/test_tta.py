@@ -22,7 +22,6 @@ CONTRACT = ModelContract(
     outputs=(("alpha", "alpha"),),
     size_multiple=8,
     needs_trimap=False,
-    global_context=False,
 )
 
 

@@ -9,14 +9,23 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from mattecli.console import err_console, print_json, user_errors
 from mattecli.errors import InputError
 
+if TYPE_CHECKING:
+    from engines.profiles import Profile
+
 DEFAULT_TILE = 512
 DEFAULT_BATCH = 4
+# `mattecli run` sends a frame whole when one engine call's worth of tiles would hold as many pixels
+# (an 800x600 photo, the 640x360 demo clip) and with --no-tile: without a whole-frame profile a
+# default engine would refuse those. 1920 covers 1080p (padded to 1088) in landscape and portrait;
+# larger frames are tiled.
+DEFAULT_MAX_SIZE = 1920
 
 
 class HardwareCompat(StrEnum):
@@ -42,7 +51,8 @@ def build_engine(
     max_size: int | None = typer.Option(
         None,
         "--max-size",
-        help="Also accept whole frames up to this side (one at a time), as a second profile.",
+        help="Also accept whole frames up to this side (one at a time), as a second profile "
+        f"(default {DEFAULT_MAX_SIZE}; 0 for tiles only).",
     ),
     min_shape: str | None = typer.Option(
         None, "--min", help="Explicit profile minimum, NxHxW (e.g. 1x64x64)."
@@ -79,9 +89,11 @@ def build_engine(
 ) -> None:
     """Build a TensorRT engine from an exported ONNX model, with its JSON sidecar.
 
-    The engine is tuned for tiled inference: --tile and --batch set the shape TensorRT
-    optimises for; smaller tiles and short batches also run. --max-size adds whole frames.
-    Or give an explicit profile with --min, --opt and --max (all three, as NxHxW).
+    By default the engine has two optimisation profiles: tiles (--tile and --batch set the
+    shape TensorRT optimises for; smaller tiles and short batches also run) and whole frames one
+    at a time up to --max-size on either side (default {DEFAULT_MAX_SIZE}: 1080p landscape or
+    portrait; `run` tiles larger frames). Or give one explicit profile with --min, --opt and
+    --max (all three, as NxHxW).
 
     Beside MODEL.engine it writes MODEL.engine.json (TensorRT version, GPU, compute capability,
     ONNX sha256, profiles, precision, the model contract) and a timing cache that later builds
@@ -95,12 +107,12 @@ def build_engine(
     mattecli build-engine fba.onnx
     mattecli build-engine fba-fp16.onnx --fp16 --tile 768 --batch 2 -o fba-768.engine
     mattecli build-engine gfm.onnx --tile 512 --batch 4 --max-size 2048
+    mattecli build-engine fba.onnx --max-size 0                # tiles only: the least GPU memory
     mattecli build-engine fba.onnx --min 1x64x64 --opt 4x512x512 --max 4x512x512 --workspace 8
     mattecli build-engine fba.onnx --version-compatible --hardware-compatibility ampere+ --json
     ```
     """
     from engines.base import parse_device
-    from engines.profiles import explicit_profile, parse_shape, tile_profiles
     from engines.tensorrt import require_cuda
     from engines.trt_build import BuildOptions, describe_profiles, inspect_onnx
     from engines.trt_build import build_engine as build
@@ -112,34 +124,13 @@ def build_engine(
         dev = parse_device(device)
         require_cuda(dev)
         facts = inspect_onnx(model, fp16=fp16)
-        multiple = facts.contract.size_multiple
-        explicit = (min_shape, opt_shape, max_shape)
-        if any(v is not None for v in explicit):
-            if None in explicit:
-                raise InputError(
-                    "--min, --opt and --max go together",
-                    hint="give all three, e.g. --min 1x64x64 --opt 4x512x512 --max 4x512x512",
-                )
-            if tile is not None or batch is not None or max_size is not None:
-                raise InputError(
-                    "--min/--opt/--max replace --tile, --batch and --max-size",
-                    hint="use one way of giving the profile",
-                )
-            profiles = (
-                explicit_profile(
-                    parse_shape(min_shape, option="--min"),  # type: ignore[arg-type]
-                    parse_shape(opt_shape, option="--opt"),  # type: ignore[arg-type]
-                    parse_shape(max_shape, option="--max"),  # type: ignore[arg-type]
-                    multiple,
-                ),
-            )
-        else:
-            profiles = tile_profiles(
-                DEFAULT_TILE if tile is None else tile,
-                DEFAULT_BATCH if batch is None else batch,
-                multiple,
-                max_size=max_size,
-            )
+        profiles = choose_profiles(
+            facts.contract.size_multiple,
+            tile=tile,
+            batch=batch,
+            max_size=max_size,
+            explicit=(min_shape, opt_shape, max_shape),
+        )
         options = BuildOptions(
             device=dev,
             workspace_gib=workspace,
@@ -162,3 +153,49 @@ def build_engine(
             )
         if json_output:
             print_json(result.to_json())
+
+
+def choose_profiles(
+    multiple: int,
+    *,
+    tile: int | None = None,
+    batch: int | None = None,
+    max_size: int | None = None,
+    explicit: tuple[str | None, str | None, str | None] = (None, None, None),
+) -> tuple[Profile, ...]:
+    """The optimisation profiles build-engine's options ask for, for a model of size ``multiple``.
+
+    ``explicit`` is ``(--min, --opt, --max)``: one profile exactly as given. Otherwise a tile
+    profile from ``tile``/``batch`` and, unless ``max_size`` is 0, a whole-frame profile up to
+    ``max_size`` (default :data:`DEFAULT_MAX_SIZE`).
+    """
+    from engines.profiles import explicit_profile, parse_shape, tile_profiles
+
+    if any(v is not None for v in explicit):
+        min_shape, opt_shape, max_shape = explicit
+        if min_shape is None or opt_shape is None or max_shape is None:
+            raise InputError(
+                "--min, --opt and --max go together",
+                hint="give all three, e.g. --min 1x64x64 --opt 4x512x512 --max 4x512x512",
+            )
+        if tile is not None or batch is not None or max_size is not None:
+            raise InputError(
+                "--min/--opt/--max replace --tile, --batch and --max-size",
+                hint="use one way of giving the profile",
+            )
+        return (
+            explicit_profile(
+                parse_shape(min_shape, option="--min"),
+                parse_shape(opt_shape, option="--opt"),
+                parse_shape(max_shape, option="--max"),
+                multiple,
+            ),
+        )
+    if max_size is None:
+        max_size = DEFAULT_MAX_SIZE
+    return tile_profiles(
+        DEFAULT_TILE if tile is None else tile,
+        DEFAULT_BATCH if batch is None else batch,
+        multiple,
+        max_size=max_size or None,
+    )

@@ -9,6 +9,7 @@ PyTorch's wall of text or, worse, a silently half-loaded model.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -22,19 +23,48 @@ DP_PREFIX = "module."
 SHOW = 5  # keys listed per kind of mismatch
 
 
+# torch's refusal names the first object it would not rebuild: "Unsupported global: GLOBAL a.b.C was ...".
+_REFUSED_GLOBAL = re.compile(r"GLOBAL (\S+) was not an allowed global")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+PLAIN_STATE_DICT_HINT = (
+    "mattecli reads checkpoints written by `mattecli train` and plain state dicts: where the file came "
+    "from a trusted source, re-save only its weights in the environment that wrote it, "
+    "e.g. torch.save(model.state_dict(), 'weights.pth')"
+)
+
+
 def read_checkpoint(path: str | Path) -> object:
-    """A checkpoint file's contents, read safely (``weights_only=True``: tensors and plain data only)."""
+    """A checkpoint file's contents, read safely (``weights_only=True``: tensors and plain data only).
+
+    A file that pickles other Python objects (a whole ``nn.Module``, an optimiser, an
+    ``argparse.Namespace`` of training options) is refused. torch's own message for that advises
+    ``weights_only=False``, which would run whatever code the file carries; it is never passed on.
+    The user is told what the file holds instead, and how to save a plain state dict.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError("checkpoint file not found", path=path, hint="check the path to the weights")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises a dozen types for corrupt, truncated or unsafe files
+        text = _ANSI.sub("", str(exc))
+        if found := _REFUSED_GLOBAL.search(text):
+            raise InputError(
+                "not a plain state dict or mattecli checkpoint: the file pickles Python objects besides "
+                f"tensors (first: {found.group(1)}), and mattecli does not unpickle those because loading "
+                "them can run code from the file",
+                path=path,
+                hint=PLAIN_STATE_DICT_HINT,
+            ) from None
+        # A weights-only refusal of bytes that are no pickle at all: keep torch's reason, not its advice.
+        _, _, reason = text.partition("WeightsUnpickler error:")
+        lines = [line.strip() for line in (reason or text).splitlines() if line.strip()]
+        detail = lines[0] if lines else "no details"
         raise InputError(
-            f"cannot read this as a PyTorch checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]})",
+            f"cannot read this as a PyTorch checkpoint ({type(exc).__name__}: {detail})",
             path=path,
-            hint="the file may be truncated, or a pickle with code in it, which is refused for safety",
-        ) from exc
+            hint="the file may be truncated or not a PyTorch checkpoint at all",
+        ) from None
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
