@@ -49,7 +49,7 @@ from mattecli.errors import InputError
 from mattecli.foreground import check_method, estimate_foreground
 from mattecli.media.frame import to_float
 from mattecli.metrics import METRIC_SPECS, MatteScores, evaluate_matte, mean_scores, to_paper
-from mattecli.pipeline import TileOptions
+from mattecli.run_options import TileOptions
 
 README_SECTION = "default-model-table"
 MODEL_FUSED = "default model, fusion"

@@ -27,12 +27,13 @@ from engines.base import Engine
 from engines.sidecar import file_sha256
 from mattecli.errors import InputError
 from mattecli.foreground import pair_folders
+from mattecli.frame_matter import FrameMatter
 from mattecli.media.frame import Frame
 from mattecli.media.imageio import atomic_path, read_gray, read_image
 from mattecli.media.sinks import OutputSpec
 from mattecli.media.trimaps import off_level_pixels
 from mattecli.models import ModelContract
-from mattecli.pipeline import FrameMatter, RunOptions, TileOptions, check_options
+from mattecli.run_options import RunOptions, TileOptions, check_options
 from mattecli.summary import StageClock
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

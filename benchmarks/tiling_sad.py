@@ -48,7 +48,7 @@ from mattecli.errors import InputError
 from mattecli.inputs import build_inputs
 from mattecli.media.frame import to_float
 from mattecli.metrics import sad
-from mattecli.pipeline import TileOptions
+from mattecli.run_options import TileOptions
 from mattecli.tiling import plan_tiles
 
 README_SECTION = "tiling-table"

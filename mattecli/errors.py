@@ -15,6 +15,7 @@ EXIT_FAILED = 1  # some inputs failed (the others were still processed)
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3  # the requested backend, device or extra is not installed
 EXIT_BAD_INPUT = 4  # an input file or option value cannot be used
+EXIT_INTERNAL = 70  # a bug in mattecli, not the input's fault (sysexits' EX_SOFTWARE); traceback shown
 
 
 class MatteError(Exception):
@@ -56,6 +57,16 @@ class UnavailableError(MatteError):
     """A backend, device or optional dependency that the user asked for is not installed here."""
 
     exit_code = EXIT_UNAVAILABLE
+
+
+class InternalError(MatteError):
+    """A failure that no input or machine explains (a KeyError, an AssertionError...): a bug.
+
+    Raised with the original exception as its cause, after its traceback was printed, so that a
+    bug is never passed off as a bad input and scripts can tell the two apart by the exit code.
+    """
+
+    exit_code = EXIT_INTERNAL
 
 
 class OutputError(MatteError):

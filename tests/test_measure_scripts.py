@@ -27,11 +27,12 @@ from engines.base import open_engine
 from engines.sidecar import file_sha256
 from mattecli.errors import InputError
 from mattecli.foreground import estimate_foreground
+from mattecli.frame_matter import FrameMatter
 from mattecli.media.frame import to_float
 from mattecli.media.imageio import read_gray, read_image, write_image
 from mattecli.metrics import evaluate_matte, sad
 from mattecli.models import ModelContract
-from mattecli.pipeline import FrameMatter, TileOptions
+from mattecli.run_options import TileOptions
 from mattecli.summary import StageClock
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"

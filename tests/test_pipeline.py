@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Generator
 from pathlib import Path
 
 import cv2
@@ -14,22 +15,20 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from engines.base import open_engine
-from mattecli.errors import InputError
+from mattecli.errors import EXIT_INTERNAL, InputError, InternalError
+from mattecli.frame_matter import FrameMatter
 from mattecli.fusion import fba_fusion, impose_known_colours, impose_trimap
 from mattecli.inputs import build_inputs
 from mattecli.media.frame import Frame, to_float
 from mattecli.media.imageio import read_gray, write_image
 from mattecli.media.sinks import OutputSpec
+from mattecli.media.sources import Source, open_source
 from mattecli.models import METADATA_KEY, ModelContract
-from mattecli.pipeline import (
-    BackgroundWriter,
-    FrameMatter,
-    RunOptions,
-    TileOptions,
-    expand_inputs,
-    run_pipeline,
-)
+from mattecli.pipeline import run_pipeline
+from mattecli.run_inputs import expand_inputs
+from mattecli.run_options import RunOptions, TileOptions
 from mattecli.summary import STAGES, InputSummary, Reporter, StageClock
+from mattecli.writer_thread import BackgroundWriter
 
 FBA_LIKE = ModelContract(
     name="fba-like-test",
@@ -62,8 +61,17 @@ def _conv(
     nodes.append(helper.make_node("Conv", [src, f"{dst}_w", f"{dst}_b"], [dst], pads=[1, 1, 1, 1]))
 
 
-def _save(path: Path, contract: ModelContract, nodes: list, inits: list, channels: dict[str, int]) -> Path:
-    value = lambda name, c: helper.make_tensor_value_info(name, TensorProto.FLOAT, ["n", c, "h", "w"])  # noqa: E731
+def _save(
+    path: Path,
+    contract: ModelContract,
+    nodes: list,
+    inits: list,
+    channels: dict[str, int],
+    size: tuple[int, int] | None = None,
+) -> Path:
+    """``size``: a static height and width (as a TensorRT engine built for one tile size has)."""
+    h, w = size or ("h", "w")
+    value = lambda name, c: helper.make_tensor_value_info(name, TensorProto.FLOAT, ["n", c, h, w])  # noqa: E731
     inputs = [value(name, channels[name]) for name, _ in contract.inputs]
     outputs = [value(name, channels[name]) for name, _ in contract.outputs]
     model = helper.make_model(
@@ -76,12 +84,12 @@ def _save(path: Path, contract: ModelContract, nodes: list, inits: list, channel
     return path
 
 
-def fba_like_onnx(path: Path, *, own_colour: bool = False) -> Path:
+def fba_like_onnx(path: Path, *, own_colour: bool = False, size: tuple[int, int] | None = None) -> Path:
     """alpha = sigmoid(conv(relu(conv(image, trimap, gauss)))), foreground = image, background = 1 - image.
 
     ``own_colour``: foreground = sigmoid(conv(relu(conv(...)))) instead, a colour of its own even on
     the definite foreground. Receptive-field radius 2, so tiles with 8 pixels of context stitch
-    exactly."""
+    exactly. ``size``: inputs of that static height and width only (the weights stay the same)."""
     rng = np.random.default_rng(11)
     nodes = [helper.make_node("Concat", ["image", "trimap", "trimap_gauss"], ["x"], axis=1)]
     inits: list = []
@@ -97,7 +105,7 @@ def fba_like_onnx(path: Path, *, own_colour: bool = False) -> Path:
     inits.append(numpy_helper.from_array(np.ones((1, 1, 1, 1), np.float32), "one"))
     nodes.append(helper.make_node("Sub", ["one", "image"], ["background"]))
     channels = {"image": 3, "trimap": 2, "trimap_gauss": 6, "alpha": 1, "foreground": 3, "background": 3}
-    return _save(path, FBA_LIKE, nodes, inits, channels)
+    return _save(path, FBA_LIKE, nodes, inits, channels, size)
 
 
 def image_only_onnx(path: Path) -> Path:
@@ -127,8 +135,9 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     fba = open_engine("ort", fba_like_onnx(folder / "fba_like.onnx"), "cpu", threads=1)
     plain = open_engine("ort", image_only_onnx(folder / "image_only.onnx"), "cpu", threads=1)
     coloured = open_engine("ort", fba_like_onnx(folder / "coloured.onnx", own_colour=True), "cpu", threads=1)
-    yield {"fba": fba, "image_only": plain, "coloured": coloured}
-    for engine in (fba, plain, coloured):
+    tile_only = open_engine("ort", fba_like_onnx(folder / "tile32.onnx", size=(32, 32)), "cpu", threads=1)
+    yield {"fba": fba, "image_only": plain, "coloured": coloured, "tile_only": tile_only}
+    for engine in (fba, plain, coloured, tile_only):
         engine.close()
 
 
@@ -515,3 +524,133 @@ def test_work_buffers_stay_the_same_from_frame_to_frame(models: dict) -> None:
     assert held[0] > 0 and len(set(held[1:])) == 1 and held[-1] <= 1.2 * held[0]
     seconds = matter.clock.snapshot()
     assert seconds["engine"] > 0 and seconds["preprocess"] > 0 and seconds["fusion"] > 0
+
+
+def test_a_frame_that_fits_one_call_runs_whole_only_if_the_engine_accepts_its_shape(models: dict) -> None:
+    """A 44x60 frame (48x64 padded) fits in one call of four 32x32 tiles, so it would run whole; an
+    engine built for 32x32 inputs only (like a TensorRT engine's single profile) must get tiles."""
+    tiles = TileOptions(32, context=8, blend=4, batch=4)
+    picture, trimap = _picture(3), _trimap(2)
+    frame = Frame(index=0, name="f", image=picture, source=Path("f.png"))
+    results = {}
+    for name in ("fba", "tile_only"):
+        matter = FrameMatter(
+            models[name], tiles=tiles, tta="none", fusion=True, want_foreground=True, clock=StageClock()
+        )
+        results[name] = matter(frame, trimap)
+    expected_alpha, expected_fg = _whole_frame_reference(models["fba"], picture, trimap, True)
+    for alpha, fg in results.values():  # the same weights: whole and tiled agree for this local network
+        np.testing.assert_allclose(alpha, expected_alpha, atol=1e-5, rtol=0)
+        np.testing.assert_allclose(fg, expected_fg, atol=1e-5, rtol=0)
+
+
+class _BuggyReporter(Reporter):
+    """A reporter with a programming error: the kind of failure that no input explains."""
+
+    def input_started(self, item: InputSummary, total: int | None, done: int) -> None:
+        raise KeyError("progress task")
+
+
+def test_a_bug_stops_the_run_with_its_traceback_and_exit_code_70_not_as_a_bad_input(
+    models: dict, data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(InternalError) as caught:
+        run_pipeline(
+            [str(data / "stills"), str(data / "shot")],
+            models["fba"],
+            OutputSpec(data / "out"),
+            trimap_spec=data / "trimaps",
+            reporter=_BuggyReporter(),
+        )
+    assert caught.value.exit_code == EXIT_INTERNAL == 70
+    assert isinstance(caught.value.__cause__, KeyError)
+    assert str(caught.value).startswith(f"{data / 'stills'}: internal error: KeyError: 'progress task'")
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "input_started" in err
+    assert not (data / "out" / "alpha").exists()  # the run stopped at the first input
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_an_input_failure_is_one_line_and_debug_adds_its_traceback(
+    models: dict, data: Path, capsys: pytest.CaptureFixture[str], debug: bool
+) -> None:
+    write_image(data / "trimaps" / "shot.0004.png", np.zeros((HEIGHT + 2, WIDTH), np.uint8))
+    summary = run_pipeline(
+        [str(data / "shot"), str(data / "stills")],
+        models["fba"],
+        OutputSpec(data / "out"),
+        trimap_spec=data / "trimaps",
+        debug=debug,
+    )
+    shot, stills = summary.inputs
+    assert shot.failed and "\n" not in (shot.error or "") and "frame 4" in (shot.error or "")
+    assert not stills.failed and stills.frames_written == 2  # the batch went on
+    err = capsys.readouterr().err
+    assert ("Traceback (most recent call last)" in err) == debug
+
+
+def test_run_debug_flag_shows_the_traceback_of_a_bad_trimap(data: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mattecli.cli import app
+
+    model = fba_like_onnx(tmp_path / "fba_like.onnx")
+    write_image(data / "trimaps" / "shot.0004.png", np.zeros((HEIGHT + 2, WIDTH), np.uint8))
+    for extra, traceback_shown in (([], False), (["--debug"], True)):
+        out = tmp_path / f"out{len(extra)}"
+        args = ["run", str(data / "shot"), "-t", str(data / "trimaps"), "-o", str(out), "-m", str(model)]
+        result = CliRunner().invoke(app, args + extra)
+        assert result.exit_code == 1, result.stderr
+        assert "shot.0004.png" in result.stderr
+        assert ("Traceback (most recent call last)" in result.stderr) == traceback_shown
+
+
+class _SlowSource(Source):
+    """A real image sequence whose third frame takes a while to decode; it records whether it was
+    closed while that frame was being decoded (in the decoder thread)."""
+
+    def __init__(self, real: Source) -> None:
+        super().__init__(real.path, real.info)
+        self.real = real
+        self.decoding = False
+        self.closed_while_decoding: bool | None = None
+
+    def frame_ids(self) -> list[tuple[str, int]]:
+        return self.real.frame_ids()
+
+    def _frames(self, start: int | None, end: int | None, every: int) -> Generator[Frame, None, None]:
+        for frame in self.real.frames(start, end, every, prefetch=0):
+            if frame.index == 3:
+                self.decoding = True
+                time.sleep(0.5)  # a large EXR, a slow network disk
+                self.decoding = False
+            yield frame
+
+    def close(self) -> None:
+        if self.closed_while_decoding is None:
+            self.closed_while_decoding = self.decoding
+        super().close()
+        self.real.close()
+
+
+def test_the_source_is_closed_only_after_the_decoder_thread_has_left_it(
+    models: dict, data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Frame 2 fails while the decoder thread is inside frame 3, longer than the prefetcher waits
+    for its thread (shortened here from 5 s): the source must not be closed under the decoder."""
+    monkeypatch.setattr("mattecli.media.prefetch._JOIN_S", 0.05)
+    opened: list[_SlowSource] = []
+
+    def open_slow(spec: str) -> Source:
+        opened.append(_SlowSource(open_source(spec)))
+        return opened[0]
+
+    monkeypatch.setattr("mattecli.run_inputs.open_source", open_slow)
+    write_image(data / "trimaps" / "shot.0002.png", np.zeros((HEIGHT + 2, WIDTH), np.uint8))
+    summary = run_pipeline(
+        [str(data / "shot")], models["fba"], OutputSpec(data / "out"), trimap_spec=data / "trimaps"
+    )
+    (shot,) = summary.inputs
+    assert shot.failed and "frame 2" in (shot.error or "") and shot.frames_written == 1
+    assert opened[0].closed_while_decoding is False
+    assert not [t for t in threading.enumerate() if t.name == "mattecli-prefetch"]

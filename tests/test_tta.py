@@ -9,8 +9,9 @@ import pytest
 from onnx_nets import conv_onnx
 
 from engines.base import open_engine
+from mattecli.frame_matter import FrameMatter
 from mattecli.models import ModelContract
-from mattecli.pipeline import FrameMatter, TileOptions
+from mattecli.run_options import TileOptions
 from mattecli.summary import StageClock
 from mattecli.tta import DIHEDRAL, FULL_SCALES, Dihedral, predict_tta, scaled_size, views
 

@@ -300,7 +300,7 @@ def _sequential(matte: Matte, workload: Workload, job: Job, clock: StageClock) -
 
     from mattecli.media.sources import open_source
     from mattecli.media.trimaps import TrimapIndex
-    from mattecli.pipeline import timed_frames
+    from mattecli.stage_timing import timed_frames
 
     source = open_source(workload.video)
     trimaps = TrimapIndex.open(workload.trimaps)
@@ -329,7 +329,8 @@ class _DemoMatter:
     """
 
     def __init__(self, engine: Engine, out: Path, clock: StageClock) -> None:
-        from mattecli.pipeline import FrameMatter, RunOptions, TileOptions, check_options
+        from mattecli.frame_matter import FrameMatter
+        from mattecli.run_options import RunOptions, TileOptions, check_options
 
         options = RunOptions(tiles=TileOptions(size=None))
         fusion = check_options(engine.contract, output_spec(out), options, trimaps=True)
@@ -389,7 +390,8 @@ def _closed_form(clock: StageClock) -> Matte:
 
 def _pipeline(engine: Engine, workload: Workload, job: Job, clock: StageClock) -> tuple[int, float]:
     """(c): ``mattecli run``'s pipeline with its defaults; its own clock's seconds go into ``clock``."""
-    from mattecli.pipeline import RunOptions, run_pipeline
+    from mattecli.pipeline import run_pipeline
+    from mattecli.run_options import RunOptions
 
     summary = run_pipeline(
         [str(workload.video)],

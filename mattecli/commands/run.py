@@ -130,6 +130,9 @@ def run(
         False, "--quiet", "-q", help="No progress bar or summary lines (errors still)."
     ),
     json_output: bool = typer.Option(False, "--json", help="Print the run summary as JSON on stdout."),
+    debug: bool = typer.Option(
+        False, "--debug", help="Print the traceback of every failure (a bug's is always printed, exit 70)."
+    ),
 ) -> None:
     """Pull alpha mattes (and foreground colour) from videos, image sequences and photos.
 
@@ -157,7 +160,8 @@ def run(
     from mattecli.default_model import default_model_path
     from mattecli.media.manifest import begin_run, check_resume, finish_run, pixel_settings, restore_record
     from mattecli.media.outfolder import claim_output_folder
-    from mattecli.pipeline import RefineOptions, RunOptions, TileOptions, run_pipeline
+    from mattecli.pipeline import run_pipeline
+    from mattecli.run_options import RefineOptions, RunOptions, TileOptions
 
     with user_errors():
         if model is None:
@@ -220,7 +224,13 @@ def run(
                 try:
                     with _ProgressReporter(quiet) as reporter:
                         summary = run_pipeline(
-                            inputs, matting, spec, trimap_spec=trimap_dir, options=options, reporter=reporter
+                            inputs,
+                            matting,
+                            spec,
+                            trimap_spec=trimap_dir,
+                            options=options,
+                            reporter=reporter,
+                            debug=debug,
                         )
                 except MatteError:  # raised before the first frame (failures of inputs are in the summary)
                     restore_record(spec, previous)
