@@ -25,6 +25,7 @@ import numpy as np
 
 from engines.base import Engine
 from engines.sidecar import file_sha256
+from mattecli.band_predictor import CellChoice
 from mattecli.errors import InputError
 from mattecli.foreground import pair_folders
 from mattecli.frame_matter import FrameMatter
@@ -157,17 +158,29 @@ class Prediction:
 
 
 def frame_matter(
-    engine: Engine, tiles: TileOptions, *, fusion: bool | None = None, foreground: bool = False
+    engine: Engine,
+    tiles: TileOptions,
+    *,
+    fusion: bool | None = None,
+    foreground: bool = False,
+    band_cells: CellChoice = "band",
 ) -> FrameMatter:
     """The per-frame work of ``mattecli run`` with these options (checked as ``run`` checks them).
 
     ``fusion`` None: on when the model supports it, as ``run`` decides; ``foreground``: also return
-    the foreground colour, as ``run --fg`` does.
+    the foreground colour, as ``run --fg`` does; ``band_cells="all"``: a band model computes every
+    cell (its whole-frame inference) instead of the unknown band's.
     """
     output = OutputSpec(directory=Path("."), alpha=None, foreground="png16" if foreground else None)
     fused = check_options(engine.contract, output, RunOptions(tiles=tiles, fusion=fusion), trimaps=True)
     return FrameMatter(
-        engine, tiles=tiles, tta="none", fusion=fused, want_foreground=foreground, clock=StageClock()
+        engine,
+        tiles=tiles,
+        tta="none",
+        fusion=fused,
+        want_foreground=foreground,
+        clock=StageClock(),
+        band_cells=band_cells,
     )
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from engines.base import Device
 from mattecli.contract_validation import check_graph_names
 from mattecli.errors import InputError, UnavailableError
-from mattecli.models import ModelContract, contract_from_metadata
+from mattecli.models import ModelContract, contract_from_metadata, input_dtype
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
 _CUDA_HINT = "pip uninstall onnxruntime && pip install onnxruntime-gpu, or use --device cpu"
@@ -138,7 +138,7 @@ class OrtEngine:
 
     def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         feed = {
-            self._input_names[kind]: np.ascontiguousarray(inputs[kind], dtype=np.float32)
+            self._input_names[kind]: np.ascontiguousarray(inputs[kind], dtype=input_dtype(kind))
             for kind in self._input_names
         }
         values = self._session.run(self._output_names, feed)

@@ -19,6 +19,7 @@ import numpy as np
 
 from engines.base import Device
 from mattecli.errors import UnavailableError
+from mattecli.models import input_dtype
 
 try:
     import torch
@@ -72,13 +73,13 @@ class ModelEngine:
         self._output_kinds = [kind for _, kind in self.contract.outputs]
 
     def tensors(self, inputs: Mapping[str, np.ndarray]) -> list[torch.Tensor]:
-        """The contract's inputs, in order, as float32 tensors on the engine's device.
+        """The contract's inputs, in order, as tensors (float32, int64 indices) on the engine's device.
 
         On the CPU a contiguous float32 array is shared, not copied.
         """
         tensors = []
         for kind in self._kinds:
-            array = np.ascontiguousarray(inputs[kind], dtype=np.float32)
+            array = np.ascontiguousarray(inputs[kind], dtype=input_dtype(kind))
             if not array.flags.writeable:  # torch.from_numpy warns on read-only memory
                 array = array.copy()
             tensors.append(torch.from_numpy(array).to(self._device))

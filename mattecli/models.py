@@ -30,6 +30,11 @@ InputKind = Literal[
     "trimap_2ch",  # N x 2 x H x W: definite background, definite foreground (0/1)
     "trimap_gauss6",  # N x 6 x H x W: FBA's Gaussian distance encoding of the 2-channel trimap
     "trimap_1ch",  # N x 1 x H x W: 0 background, 0.5 unknown, 1 foreground
+    # Band models (mattecli.band_inputs): the shrunk frame with its trimap encodings, the unknown
+    # band's full-resolution patches, and each patch's window into the coarse map (int64).
+    "band_coarse",  # 1 x 11 x H/4 x W/4
+    "band_patches",  # P x 5 x 22 x 22
+    "band_index",  # P x 64 int64
 ]
 # What each graph output holds.
 OutputKind = Literal[
@@ -41,12 +46,23 @@ OutputKind = Literal[
 ]
 
 
+# Inputs that are not float32 images: integer indices.
+_INTEGER_INPUTS = frozenset({"band_index"})
+
+
+def input_dtype(kind: str) -> type:
+    """The NumPy dtype an engine feeds for input ``kind`` (float32, or int64 for index inputs)."""
+    import numpy as np
+
+    return np.int64 if kind in _INTEGER_INPUTS else np.float32
+
+
 @dataclass(frozen=True)
 class ModelContract:
     """The preprocessing and output contract of one network variant."""
 
     name: str  # registry name, e.g. "fba-resnet50"
-    architecture: Literal["fba", "gfm", "alphagan", "adamatting", "lsa"]
+    architecture: Literal["fba", "gfm", "alphagan", "adamatting", "lsa", "band"]
     paper: str  # which paper it reproduces, for `mattecli info`
     inputs: tuple[tuple[str, InputKind], ...]  # graph input name -> what to feed
     outputs: tuple[tuple[str, OutputKind], ...]  # graph output name -> what it holds
@@ -113,9 +129,21 @@ def _fba(encoder: str, suffix: str = "") -> ModelContract:
     )
 
 
+# A band model's outputs are per patch (P x C x 16 x 16 cells), not per frame.
+BAND_MODEL = ModelContract(
+    name="bandmatte-lite0",
+    architecture="band",
+    paper="FBA Matting's outputs and fusion; BackgroundMattingV2's coarse pass + patch refiner",
+    inputs=(("band_coarse", "band_coarse"), ("band_patches", "band_patches"), ("band_index", "band_index")),
+    outputs=_FBA_OUTPUTS,
+    size_multiple=128,
+    fusion="fba",
+)
+
 CONTRACTS: dict[str, ModelContract] = {
     c.name: c
     for c in (
+        BAND_MODEL,
         _fba("resnet50"),
         _fba("resnet34"),
         _fba("resnet18"),

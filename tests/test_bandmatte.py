@@ -22,19 +22,14 @@ from mattecli.summary import StageClock
 from training.data.trimaps import BAND_WIDTHS, band_trimap
 from training.networks.bandmatte import BandMatte
 from training.networks.efficientnet_lite import EfficientNetLiteEncoder, load_imagenet_state
-from training.registry import inference_model
+from training.registry import inference_model, random_model
 
 INDRI = 384  # ImageNet class of the shared lemur photo (an indri)
 
 
-def _randomised(seed: int = 0) -> BandMatte:
-    """A BandMatte whose decoder and refiner have random (non-zero) weights, so every path matters."""
-    torch.manual_seed(seed)
-    net = BandMatte("lite0").eval()
-    with torch.no_grad():
-        for p in net.refiner.parameters():
-            p.normal_(0.0, 0.05)
-    return net
+def _randomised() -> BandMatte:
+    """A BandMatte whose refiner has random (non-zero) weights, so every path matters."""
+    return random_model("bandmatte-lite0").model.network.eval()
 
 
 def _lemur(shared_data: Path, size: int = 224) -> torch.Tensor:

@@ -21,6 +21,7 @@ import pytest
 import torch
 from torch import nn
 
+from mattecli.band_inputs import CELL, MARGIN
 from mattecli.models import METADATA_KEY, ModelContract, contract_for
 from training.export import (
     PARITY_SIZES,
@@ -100,6 +101,13 @@ def exported(tmp_path_factory):
 
 
 ALL = sorted(REGISTRY)
+# Band models' graph inputs (their outputs are cells × channels × CELL × CELL).
+WINDOW = CELL + 2 * MARGIN
+BAND_DIMS = {
+    "band_coarse": [1, 11, "coarse_height", "coarse_width"],
+    "band_patches": ["cells", 5, WINDOW, WINDOW],
+    "band_index": ["cells", 64],
+}
 
 
 def _float32_error(model: InferenceModel, size: tuple[int, int, int], seed: int) -> float:
@@ -142,8 +150,12 @@ def test_outputs_have_contract_shapes_and_vary(name, exported):
     session = ort.InferenceSession(ex.report.path.read_bytes(), providers=["CPUExecutionProvider"])
     feeds = sample_inputs(ex.model.contract, 1, 96, 160, seed=5)  # a third size, also dynamic
     outputs = session.run(None, feeds)
+    band = ex.model.contract.architecture == "band"
     for out, (_, kind) in zip(outputs, ex.model.contract.outputs, strict=True):
-        assert out.shape == (1, CHANNELS[kind], 96, 160)
+        if band:  # one output per cell of the frame's band
+            assert out.shape == (len(feeds["band_patches"]), CHANNELS[kind], CELL, CELL)
+        else:
+            assert out.shape == (1, CHANNELS[kind], 96, 160)
         assert np.isfinite(out).all()
         assert out.std() > 0.05
         if kind != "trimap_logits":
@@ -174,11 +186,12 @@ def test_graph_keeps_its_promises(name, exported):
     assert [o.name for o in proto.graph.output] == [n for n, _ in contract.outputs]
     for value in (*proto.graph.input, *proto.graph.output):
         dims = value.type.tensor_type.shape.dim
-        assert [d.dim_param for d in dims[:1]] + [d.dim_param for d in dims[2:]] == [
-            "batch",
-            "height",
-            "width",
-        ]
+        names = [d.dim_param or d.dim_value for d in dims]
+        if contract.architecture == "band":  # one coarse view of any size, any number of cells
+            expected = BAND_DIMS.get(value.name, ["cells", names[1], CELL, CELL])
+            assert names == expected, (value.name, names)
+        else:
+            assert names[:1] + names[2:] == ["batch", "height", "width"]
     onnx.checker.check_model(proto, full_check=True)
 
 
@@ -229,7 +242,8 @@ def test_fp16_error_bound_and_precision(name, exported):
     assert onnx.TensorProto.FLOAT16 in params
     assert params.get(onnx.TensorProto.FLOAT, 0) < 0.001 * sum(params.values())  # weights are fp16
     for value in (*fp16.graph.input, *fp16.graph.output):
-        assert value.type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # I/O stays float32
+        expected = onnx.TensorProto.INT64 if value.name == "band_index" else onnx.TensorProto.FLOAT
+        assert value.type.tensor_type.elem_type == expected  # I/O stays float32 (indices int64)
     types = _value_types(fp16)
     kept = [n for n in fp16.graph.node if n.op_type in FP32_OPS]
     assert kept and all(types[n.input[0]] == onnx.TensorProto.FLOAT for n in kept)

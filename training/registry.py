@@ -426,6 +426,13 @@ def _golden_weights(network: nn.Module, seed: int) -> None:
             tensor.copy_(torch.from_numpy(values.astype(np.float32)))
 
 
+def _randomise_refiner(network: nn.Module) -> None:
+    """Small random weights in a band model's refiner, so its per-cell work shows in every output."""
+    with torch.no_grad():
+        for parameter in network.refiner.parameters():
+            parameter.normal_(0.0, 0.15)
+
+
 def _calibrate_batch_norm(model: InferenceModel, seed: int) -> None:
     """Set every BatchNorm's running statistics from one training-mode pass on sample inputs.
 
@@ -478,6 +485,11 @@ def random_model(name: str, *, seed: int = 0) -> LoadedModel:
     with torch.random.fork_rng(devices=[]):  # initialisation draws from torch's global RNG
         torch.manual_seed(seed)
         model = inference_model(name)
+        if model.contract.architecture == "band":
+            # The encoder already holds ImageNet weights and statistics; the refiner's last layer
+            # starts at zero (it would copy the coarse pass), so give it weights that matter.
+            _randomise_refiner(model.network)
+            return LoadedModel(model, {"random": True, "seed": seed, "note": RANDOM_WEIGHTS_NOTE})
     if any(isinstance(m, nn.GroupNorm) for m in model.modules()):
         _golden_weights(model.network, seed)
     _calibrate_batch_norm(model, seed)
