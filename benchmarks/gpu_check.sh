@@ -6,6 +6,11 @@
 # trt` at 1080p and 4K, and write everything to one JSON file. Every step runs under `timeout` with
 # the time left of an 8-minute budget; a failed or timed-out step is recorded and the rest still run.
 #
+# The engines get build-engine's default profiles for whatever the default model is. For a band model
+# (architecture "band": one call per frame, its coarse view and its band cells) that is one profile of
+# frames from 128x128 to 4096x2176 and 1 to 34816 cells, which holds the demo clip (640x360), the 4K
+# frame (3840x2160, padded to 3840x2176) and the bench's 1080p and 4K workloads, band or every cell.
+#
 #   benchmarks/gpu_check.sh [OUT_DIR]      (default: gpu-check/; the report is OUT_DIR/gpu_check.json)
 #
 # Environment: PYTHON (default python3, 3.11+), GPU_CHECK_VENV (default OUT_DIR/venv; an existing one

@@ -7,8 +7,10 @@ mattecli writes ``<engine>.json`` beside every engine and checks it against the 
 deserialising: the user gets one sentence naming every difference and the command that fixes it.
 
 The sidecar also carries the model contract and the optimisation profiles, so ``run`` with a
-``.engine`` needs no ONNX file, and the engine's own hash, so a sidecar left beside a different
-engine is caught. Everything here is plain Python (no TensorRT) and tested without a GPU.
+``.engine`` needs no ONNX file and can tell which shapes the engine takes before it sends one
+(:func:`engines.profiles.input_box` gives each input's box from its kind), and the engine's own
+hash, so a sidecar left beside a different engine is caught. Everything here is plain Python (no
+TensorRT) and tested without a GPU.
 """
 
 from __future__ import annotations
@@ -21,12 +23,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from engines.profiles import Profile
+from engines.profiles import InputLayout, Profile, holds
 from mattecli.errors import InputError
 from mattecli.media.imageio import atomic_path
 from mattecli.models import ModelContract
 
-SIDECAR_FORMAT = 1
+# 2: each input's box follows from its kind (band models included); format 1's channel counts are gone.
+SIDECAR_FORMAT = 2
 HardwareCompatibility = Literal["none", "ampere+", "same-cc"]
 HARDWARE_COMPATIBILITY: tuple[HardwareCompatibility, ...] = ("none", "ampere+", "same-cc")
 AMPERE = (8, 0)
@@ -66,7 +69,6 @@ class EngineSidecar:
     onnx_sha256: str
     engine_sha256: str
     profiles: tuple[Profile, ...]
-    input_channels: dict[str, int]  # graph input name -> static channel count
     precision: Literal["fp32", "fp16"]
     contract: ModelContract
     mattecli_version: str
@@ -82,25 +84,24 @@ class EngineSidecar:
             "compute_capability",
             "onnx_sha256",
             "profiles",
-            "input_channels",
             "precision",
             "version_compatible",
             "hardware_compatibility",
         )
         return all(getattr(self, k) == getattr(other, k) for k in keys)
 
-    def accepts(self, shapes: Mapping[str, Sequence[int]]) -> bool:
-        """Whether inputs of these NCHW shapes (keyed by graph input name) fit one profile together.
+    def layouts(self) -> tuple[InputLayout, ...]:
+        """The engine's inputs (graph name, the kind the contract feeds it), in contract order."""
+        return tuple(InputLayout(name, kind) for name, kind in self.contract.inputs)
 
-        Each input needs its static channel count, and all of them one (N, H, W) inside the same
-        optimisation profile: TensorRT runs a batch under one profile at a time.
+    def accepts(self, shapes: Mapping[str, Sequence[int]]) -> bool:
+        """Whether one call with inputs of these shapes (keyed by graph input name) fits a profile.
+
+        All inputs must fit the same optimisation profile: TensorRT runs a call under one
+        profile at a time (see :func:`engines.profiles.holds`).
         """
-        if set(shapes) != set(self.input_channels):
-            return False
-        if any(len(s) != 4 or s[1] != self.input_channels[name] for name, s in shapes.items()):
-            return False
-        nhw = {(int(s[0]), int(s[2]), int(s[3])) for s in shapes.values()}
-        return len(nhw) == 1 and any(p.contains(next(iter(nhw))) for p in self.profiles)
+        layouts = self.layouts()
+        return any(holds(p, layouts, shapes) for p in self.profiles)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -112,7 +113,6 @@ class EngineSidecar:
             "onnx_sha256": self.onnx_sha256,
             "engine_sha256": self.engine_sha256,
             "profiles": [p.to_json() for p in self.profiles],
-            "input_channels": dict(self.input_channels),
             "precision": self.precision,
             "version_compatible": self.version_compatible,
             "hardware_compatibility": self.hardware_compatibility,
@@ -149,7 +149,6 @@ class EngineSidecar:
                 onnx_sha256=str(data["onnx_sha256"]),
                 engine_sha256=str(data["engine_sha256"]),
                 profiles=profiles,
-                input_channels={str(k): int(v) for k, v in data["input_channels"].items()},  # type: ignore[attr-defined]
                 precision=precision,  # type: ignore[arg-type]
                 contract=ModelContract.from_json(json.dumps(data["contract"]), source=str(source)),
                 mattecli_version=str(data["mattecli_version"]),

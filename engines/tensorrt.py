@@ -26,6 +26,7 @@ from engines.base import Device
 from engines.profiles import select_profile
 from engines.sidecar import check_sidecar, read_sidecar, verify_engine_file
 from mattecli.errors import InputError, UnavailableError
+from mattecli.models import input_dtype
 
 INSTALL_HINT = (
     'install the GPU extra with `pip install -e ".[gpu]"` on a Linux machine with an NVIDIA GPU; '
@@ -191,6 +192,25 @@ class TrtEngine:
                 path=engine_path,
                 hint=f"rebuild with `mattecli build-engine {sidecar.onnx_file}`",
             )
+        self._check_input_dtypes()
+
+    def _check_input_dtypes(self) -> None:
+        """Refuse an engine whose input types mattecli cannot feed: indices must stay integers.
+
+        :meth:`infer` casts each array to the engine's own tensor type (get_tensor_dtype) on the
+        GPU, so an engine may take fp16 images or int32 indices; but a float index (or an integer
+        image) would silently be another computation.
+        """
+        for kind, name in self._inputs.items():
+            dtype = self._dtypes.get(self._engine.get_tensor_dtype(name))
+            integer = np.issubdtype(input_dtype(kind), np.integer)
+            if dtype is None or dtype.is_floating_point == integer:
+                raise InputError(
+                    f"the engine's input {name!r} takes {self._engine.get_tensor_dtype(name)}, but mattecli "
+                    f"feeds it {kind} as {np.dtype(input_dtype(kind)).name}",
+                    path=self.model,
+                    hint=f"rebuild with `mattecli build-engine {self.sidecar.onnx_file}`",
+                )
 
     def accepts(self, shapes: Mapping[str, tuple[int, ...]]) -> bool:
         """Shapes inside one of the engine's optimisation profiles only (see Engine)."""
@@ -200,9 +220,8 @@ class TrtEngine:
 
     def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self._torch
-        first = np.shape(inputs[next(iter(self._inputs))])
-        shape = (int(first[0]), int(first[2]), int(first[3]))
-        profile = select_profile(self.sidecar.profiles, shape)
+        shapes = {name: np.shape(inputs[kind]) for kind, name in self._inputs.items()}
+        profile = select_profile(self.sidecar.profiles, self.sidecar.layouts(), shapes)
         buffers = []  # every tensor TensorRT reads or writes stays referenced until the stream is done
         outputs: dict[str, Any] = {}
         with torch.cuda.device(self.device.index), torch.cuda.stream(self._stream):
@@ -210,7 +229,7 @@ class TrtEngine:
                 self._context.set_optimization_profile_async(profile, self._stream.cuda_stream)
                 self._profile = profile
             for kind, name in self._inputs.items():
-                host = np.ascontiguousarray(inputs[kind], dtype=np.float32)
+                host = np.ascontiguousarray(inputs[kind], dtype=input_dtype(kind))
                 dtype = self._dtypes[self._engine.get_tensor_dtype(name)]
                 value = torch.from_numpy(host).to(self._cuda).to(dtype).contiguous()
                 self._context.set_input_shape(name, tuple(value.shape))
@@ -219,7 +238,7 @@ class TrtEngine:
             for name in self._outputs:
                 out_shape = tuple(self._context.get_tensor_shape(name))
                 if any(d < 0 for d in out_shape):
-                    raise InputError(f"TensorRT could not infer the shape of output {name!r} for {shape}")
+                    raise InputError(f"TensorRT could not infer the shape of output {name!r} for {shapes}")
                 out = torch.empty(
                     out_shape, dtype=self._dtypes[self._engine.get_tensor_dtype(name)], device=self._cuda
                 )
@@ -227,7 +246,7 @@ class TrtEngine:
                 outputs[name] = out
             if not self._context.execute_async_v3(self._stream.cuda_stream):
                 raise InputError(
-                    f"TensorRT failed to run a batch of shape {shape} (its log above says why)",
+                    f"TensorRT failed to run a call with inputs {shapes} (its log above says why)",
                     path=self.model,
                 )
             host_outputs = {

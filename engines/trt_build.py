@@ -2,7 +2,8 @@
 
 The checks on the ONNX file (:func:`inspect_onnx`, :func:`check_profiles`) need only ``onnx``, so
 ``build-engine`` reports a wrong file (no mattecli contract, static sizes, an fp32 file passed
-with ``--fp16``) on any machine, before it asks for TensorRT or a GPU.
+with ``--fp16``, a band model whose patches are not the size mattecli cuts) on any machine, before
+it asks for TensorRT or a GPU.
 
 Precision comes from the graph. TensorRT 11 removed the FP16 builder flag (weak typing): an fp16
 engine is built from an ONNX file whose weights and activations already are fp16
@@ -24,10 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import onnx
 
 from engines.base import Device
-from engines.profiles import Profile, format_shape
+from engines.profiles import Profile, format_shape, input_box, layout
 from engines.sidecar import (
     AMPERE,
     EngineSidecar,
@@ -43,10 +45,9 @@ from mattecli import __version__
 from mattecli.contract_validation import check_graph_names
 from mattecli.errors import EXIT_FAILED, InputError, MatteError
 from mattecli.media.imageio import atomic_path
-from mattecli.models import ModelContract, contract_from_metadata, load_onnx
+from mattecli.models import ModelContract, contract_from_metadata, input_dtype, load_onnx
 
 MIN_OPSET = 17
-_AXES = ("batch", "channels", "height", "width")
 _REEXPORT = "re-export it with `mattecli export`, which writes one file with dynamic batch, height and width"
 # How many parser errors a failed parse lists.
 PARSER_ERRORS_SHOWN = 5
@@ -63,10 +64,9 @@ class GraphInput:
     """One graph input as the builder sees it."""
 
     name: str
-    kind: str  # what the contract feeds it (image, trimap_2ch, ...)
-    channels: int
-    dtype: str  # ONNX element type name: FLOAT, FLOAT16
-    static: dict[str, int]  # batch/height/width axes fixed in the graph -> their size
+    kind: str  # what the contract feeds it (image, trimap_2ch, band_index, ...)
+    shape: tuple[int | None, ...]  # its dimensions in the graph; None where they are dynamic
+    dtype: str  # ONNX element type name: FLOAT, FLOAT16, INT64
 
 
 @dataclass(frozen=True)
@@ -82,36 +82,31 @@ class OnnxFacts:
     fp16_initializers: int
     fp32_initializers: int
 
-    @property
-    def input_channels(self) -> dict[str, int]:
-        return {i.name: i.channels for i in self.inputs}
-
 
 def _graph_input(value: onnx.ValueInfoProto, kind: str, path: Path) -> GraphInput:
+    """The input ``value`` fed with ``kind``: its rank and element type checked, its shape recorded."""
     tensor = value.type.tensor_type
     dims = list(tensor.shape.dim)
-    if len(dims) != 4:
+    axes = layout(kind)
+    if len(dims) != len(axes):
+        names = ", ".join(axis for axis, _ in axes)
         raise InputError(
-            f"graph input {value.name!r} has {len(dims)} dimensions, "
-            "expected 4 (batch, channels, height, width)",
-            path=path,
-            hint=_REEXPORT,
-        )
-    sizes = {
-        axis: (d.dim_value if d.HasField("dim_value") else None) for axis, d in zip(_AXES, dims, strict=True)
-    }
-    channels = sizes.pop("channels")
-    if not channels:
-        raise InputError(
-            f"graph input {value.name!r} has no fixed channel count; TensorRT profiles need one",
+            f"graph input {value.name!r} has {len(dims)} dimensions, expected {len(axes)} ({names})",
             path=path,
             hint=_REEXPORT,
         )
     dtype = onnx.TensorProto.DataType.Name(tensor.elem_type)
-    if dtype not in ("FLOAT", "FLOAT16"):
-        raise InputError(f"graph input {value.name!r} is {dtype}, expected FLOAT or FLOAT16", path=path)
-    static = {axis: size for axis, size in sizes.items() if size}
-    return GraphInput(value.name, kind, channels, dtype, static)
+    fed = onnx.TensorProto.DataType.Name(onnx.helper.np_dtype_to_tensor_dtype(np.dtype(input_dtype(kind))))
+    wanted = (fed, "FLOAT16") if fed == "FLOAT" else (fed,)
+    if dtype not in wanted:
+        raise InputError(
+            f"graph input {value.name!r} is {dtype}, expected {' or '.join(wanted)} "
+            f"(mattecli feeds {kind} as {fed})",
+            path=path,
+            hint=_REEXPORT,
+        )
+    shape = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims)
+    return GraphInput(value.name, kind, shape, dtype)
 
 
 def inspect_onnx(path: Path, *, fp16: bool = False) -> OnnxFacts:
@@ -181,25 +176,33 @@ def inspect_onnx(path: Path, *, fp16: bool = False) -> OnnxFacts:
 
 
 def check_profiles(facts: OnnxFacts, profiles: Sequence[Profile]) -> None:
-    """Refuse profiles that ask for other sizes than an input's static batch/height/width."""
+    """Refuse a graph whose static sizes differ from what the profiles (or mattecli) send.
+
+    A static height the profile spans, a channel count or a band patch side other than the one
+    mattecli feeds: TensorRT would build the engine, and every call would then fail.
+    """
     problems = []
+    fixed = set()  # the graph's static sizes on axes a profile sets, for the hint
     for graph_input in facts.inputs:
-        for axis, size in graph_input.static.items():
-            index = ("batch", "height", "width").index(axis)
-            for profile in profiles:
-                asked = {profile.min[index], profile.opt[index], profile.max[index]}
-                if asked != {size}:
-                    span = f"{min(asked)}..{max(asked)}" if len(asked) > 1 else str(next(iter(asked)))
-                    problems.append(
-                        f"input {graph_input.name!r} has a fixed {axis} of {size}, the profile asks {span}"
-                    )
+        boxes = [input_box(profile, graph_input.kind) for profile in profiles]
+        axes = zip(layout(graph_input.kind), graph_input.shape, strict=True)
+        for index, ((axis, source), size) in enumerate(axes):
+            if size is None:
+                continue
+            if isinstance(source, str):
+                fixed.add(f"{axis}={size}")
+            asked = {shape[index] for box in boxes for shape in box}
+            if asked != {size}:
+                span = f"{min(asked)}..{max(asked)}" if len(asked) > 1 else str(next(iter(asked)))
+                who = "the profile asks" if isinstance(source, str) else "mattecli feeds"
+                problems.append(f"input {graph_input.name!r} has a fixed {axis} of {size}, {who} {span}")
     if problems:
-        fixed = sorted({f"{a}={s}" for i in facts.inputs for a, s in i.static.items()})
+        sizes = f" ({', '.join(sorted(fixed))})" if fixed else ""
         raise InputError(
             "the graph has static sizes the optimisation profile does not match: "
             + "; ".join(dict.fromkeys(problems)),
             path=facts.path,
-            hint=f"{_REEXPORT}; or give --min/--opt/--max equal to the fixed sizes ({', '.join(fixed)})",
+            hint=f"{_REEXPORT}; or give --min/--opt/--max equal to the fixed sizes{sizes}",
         )
 
 
@@ -283,14 +286,13 @@ def _configure(
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(options.workspace_gib * (1 << 30)))
     config.builder_optimization_level = options.optimization_level
     names = {network.get_input(i).name for i in range(network.num_inputs)}
-    if names != set(facts.input_channels):
-        raise BuildError(
-            f"TensorRT sees inputs {sorted(names)}, the ONNX file {sorted(facts.input_channels)}"
-        )
+    expected = {i.name for i in facts.inputs}
+    if names != expected:
+        raise BuildError(f"TensorRT sees inputs {sorted(names)}, the ONNX file {sorted(expected)}")
     for profile in profiles:
         trt_profile = builder.create_optimization_profile()
-        for name, channels in facts.input_channels.items():
-            trt_profile.set_shape(name, *profile.for_channels(channels))
+        for graph_input in facts.inputs:
+            trt_profile.set_shape(graph_input.name, *input_box(profile, graph_input.kind))
         if config.add_optimization_profile(trt_profile) < 0:
             raise BuildError(
                 f"TensorRT refused the optimisation profile {profile.describe()}", path=facts.path
@@ -408,7 +410,6 @@ def _sidecar(
         onnx_sha256=facts.sha256,
         engine_sha256=engine_sha256,
         profiles=tuple(profiles),
-        input_channels=facts.input_channels,
         precision=facts.precision,
         contract=facts.contract,
         mattecli_version=__version__,
@@ -417,10 +418,11 @@ def _sidecar(
     )
 
 
-def describe_profiles(profiles: Sequence[Profile]) -> str:
-    """Profiles as one line per profile, for the command's summary."""
+def describe_profiles(profiles: Sequence[Profile], *, band: bool = False) -> str:
+    """Profiles as one line per profile, for the command's summary (``band``: N counts band cells)."""
+    n, frame = ("cells", "frame HxW") if band else ("N", "HxW")
     return "\n".join(
-        f"  profile {i}: N {p.min[0]}..{p.max[0]} (opt {p.opt[0]}), "
-        f"HxW {format_shape(p.min[1:])}..{format_shape(p.max[1:])} (opt {format_shape(p.opt[1:])})"
+        f"  profile {i}: {n} {p.min[0]}..{p.max[0]} (opt {p.opt[0]}), "
+        f"{frame} {format_shape(p.min[1:])}..{format_shape(p.max[1:])} (opt {format_shape(p.opt[1:])})"
         for i, p in enumerate(profiles)
     )

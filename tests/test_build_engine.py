@@ -1,9 +1,10 @@
 """``mattecli build-engine``: the checks on the ONNX file it is fed, and the command's exit codes.
 
 The ONNX files are small conv nets built here with ``onnx.helper`` (two inputs, the registry's
-``alphagan`` contract in the metadata), so every check runs on real files. TensorRT cannot be
-installed on CI, so the command's happy path ends at exit code 3 there; the ``gpu`` test builds a
-real engine where TensorRT and a CUDA GPU exist and compares it with ONNX Runtime.
+``alphagan`` contract in the metadata), so every check runs on real files, and a band model
+(``bandmatte-lite0``, random weights) exported by the real exporter. TensorRT cannot be installed
+on CI, so the command's happy path ends at exit code 3 there; the ``gpu`` tests build real engines
+where TensorRT and a CUDA GPU exist and compare them with ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
 from engines.profiles import explicit_profile, tile_profiles
-from engines.trt_build import check_profiles, inspect_onnx
+from engines.trt_build import check_profiles, describe_profiles, inspect_onnx
 from mattecli.cli import app
 from mattecli.errors import EXIT_BAD_INPUT, EXIT_UNAVAILABLE, InputError
-from mattecli.models import METADATA_KEY, contract_for
+from mattecli.models import BAND_MODEL, METADATA_KEY, contract_for
 
 CONTRACT = contract_for("alphagan")  # image (3 ch) + trimap_1ch (1 ch) -> alpha, size multiple 8
 
@@ -94,9 +95,11 @@ def test_good_file_facts(tiny_onnx: Path) -> None:
     facts = inspect_onnx(tiny_onnx)
     assert facts.contract == CONTRACT
     assert facts.opset == 21
-    assert facts.input_channels == {"image": 3, "trimap": 1}
-    assert [i.kind for i in facts.inputs] == ["image", "trimap_1ch"]
-    assert all(i.static == {} and i.dtype == "FLOAT" for i in facts.inputs)
+    assert [(i.name, i.kind, i.shape) for i in facts.inputs] == [
+        ("image", "image", (None, 3, None, None)),
+        ("trimap", "trimap_1ch", (None, 1, None, None)),
+    ]
+    assert all(i.dtype == "FLOAT" for i in facts.inputs)
     assert (facts.precision, facts.fp32_initializers, facts.fp16_initializers) == ("fp32", 4, 0)
     assert facts.sha256 == hashlib.sha256(tiny_onnx.read_bytes()).hexdigest()
 
@@ -125,14 +128,22 @@ def test_file_without_contract_is_refused(tmp_path: Path) -> None:
 
 def test_static_sizes_are_reported_and_only_matching_profiles_pass(tmp_path: Path) -> None:
     facts = inspect_onnx(save(tiny_model(size=(64, 96)), tmp_path / "static.onnx"))
-    assert [i.static for i in facts.inputs] == [{"height": 64, "width": 96}] * 2
+    assert [i.shape for i in facts.inputs] == [(None, 3, 64, 96), (None, 1, 64, 96)]
     with pytest.raises(InputError) as info:
         check_profiles(facts, tile_profiles(64, 4, 8))
     message = info.value.message
     assert "input 'image' has a fixed height of 64, the profile asks 8..64" in message
     assert "input 'trimap' has a fixed width of 96, the profile asks 8..64" in message
-    assert "height=64, width=96" in info.value.hint
+    assert "--min/--opt/--max equal to the fixed sizes (height=64, width=96)" in info.value.hint
     check_profiles(facts, [explicit_profile((1, 64, 96), (4, 64, 96), (8, 64, 96), 8)])  # batch stays dynamic
+
+
+def test_a_channel_count_mattecli_does_not_feed_is_refused(tmp_path: Path) -> None:
+    model = tiny_model()
+    model.graph.input[1].type.tensor_type.shape.dim[1].dim_value = 2  # trimap_1ch is fed with 1 channel
+    facts = inspect_onnx(save(model, tmp_path / "two.onnx"))
+    with pytest.raises(InputError, match="input 'trimap' has a fixed channels of 2, mattecli feeds 1"):
+        check_profiles(facts, tile_profiles(64, 4, 8))
 
 
 def test_low_opset_is_refused(tmp_path: Path) -> None:
@@ -191,7 +202,6 @@ def test_an_engine_on_disk_is_kept_only_when_it_is_exactly_this_build(
         onnx_sha256=facts.sha256,
         engine_sha256=hashlib.sha256(b"plan bytes").hexdigest(),
         profiles=tile_profiles(64, 2, 8),
-        input_channels=facts.input_channels,
         precision=facts.precision,
         contract=facts.contract,
         mattecli_version="0.1.0",
@@ -206,12 +216,150 @@ def test_an_engine_on_disk_is_kept_only_when_it_is_exactly_this_build(
 
 
 def test_describe_profiles() -> None:
-    from engines.trt_build import describe_profiles
-
     assert describe_profiles(tile_profiles(512, 4, 32, max_size=1000)) == (
         "  profile 0: N 1..4 (opt 4), HxW 32x32..512x512 (opt 512x512)\n"
         "  profile 1: N 1..1 (opt 1), HxW 32x32..1024x1024 (opt 1024x1024)"
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# A band model (the default model's architecture)
+
+
+@pytest.fixture(scope="module")
+def band_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """bandmatte-lite0 with random weights, through the real exporter (one file, contract inside)."""
+    pytest.importorskip("torch")
+    from training.export import export_onnx
+    from training.registry import random_model
+
+    path = tmp_path_factory.mktemp("band") / "band.onnx"
+    loaded = random_model("bandmatte-lite0")
+    export_onnx("bandmatte-lite0", loaded.model, path, weights=loaded.weights, check=False)
+    return path
+
+
+def _band_feed(shared_data: Path, width: int = 800, height: int = 600) -> dict[str, np.ndarray]:
+    """The band predictor's one call for a real photo and its trimap scaled to width x height."""
+    import cv2
+
+    from mattecli.band_predictor import BandPlan
+    from mattecli.inputs import FrameInputs
+    from mattecli.media.imageio import read_image
+
+    folder = shared_data / "alphamatting"
+    rgb = cv2.resize(read_image(folder / "image" / "GT04.png"), (width, height), interpolation=cv2.INTER_AREA)
+    trimap = cv2.imread(str(folder / "trimap" / "GT04.png"), cv2.IMREAD_GRAYSCALE)
+    trimap = cv2.resize(trimap, (width, height), interpolation=cv2.INTER_NEAREST)
+    return BandPlan(FrameInputs(BAND_MODEL, rgb, trimap)).feed()
+
+
+def _input_types(model: onnx.ModelProto) -> dict[str, str]:
+    return {v.name: TensorProto.DataType.Name(v.type.tensor_type.elem_type) for v in model.graph.input}
+
+
+def test_band_model_facts_and_default_profile(band_onnx: Path) -> None:
+    from mattecli.commands.build_engine import choose_profiles
+
+    facts = inspect_onnx(band_onnx)
+    assert facts.contract.architecture == "band" and facts.precision == "fp32"
+    assert [(i.name, i.kind, i.shape, i.dtype) for i in facts.inputs] == [
+        ("band_coarse", "band_coarse", (1, 11, None, None), "FLOAT"),
+        ("band_patches", "band_patches", (None, 5, 22, 22), "FLOAT"),
+        ("band_index", "band_index", (None, 64), "INT64"),
+    ]
+    profiles = choose_profiles(facts.contract)
+    check_profiles(facts, profiles)  # the graph's fixed sizes are the ones mattecli feeds
+    assert describe_profiles(profiles, band=True) == (
+        "  profile 0: cells 1..34816 (opt 864), frame HxW 128x128..2176x4096 (opt 1152x1920)"
+    )
+
+
+def test_the_fp16_band_model_keeps_int64_indices_and_passes_the_checker(
+    band_onnx: Path, shared_data: Path, tmp_path: Path
+) -> None:
+    """What TensorRT parses for an fp16 engine: training.fp16's conversion of the band model."""
+    import onnxruntime
+
+    from mattecli.commands.build_engine import choose_profiles
+    from training.fp16 import convert_to_fp16
+
+    fp32 = onnx.load(str(band_onnx))
+    onnx.checker.check_model(fp32, full_check=True)
+    half = convert_to_fp16(fp32)
+    onnx.checker.check_model(half, full_check=True)
+    assert (
+        _input_types(half)
+        == _input_types(fp32)
+        == {
+            "band_coarse": "FLOAT",
+            "band_patches": "FLOAT",
+            "band_index": "INT64",
+        }
+    )
+    path = save(half, tmp_path / "band-fp16.onnx")
+    facts = inspect_onnx(path, fp16=True)
+    assert facts.precision == "fp16" and facts.inputs[2].dtype == "INT64"
+    check_profiles(facts, choose_profiles(facts.contract))
+
+    # Both graphs run the pipeline's real feed, int64 indices included, and agree as fp16 allows
+    # (random weights; measured 9e-3 here).
+    feed = _band_feed(shared_data)
+    assert feed["band_index"].dtype == np.int64
+    want, got = (
+        onnxruntime.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, feed)
+        for p in (band_onnx, path)
+    )
+    for a, b in zip(want, got, strict=True):
+        assert a.dtype == b.dtype == np.float32 and a.shape == b.shape
+        assert float(np.abs(a - b).max()) < 3e-2
+
+
+def test_band_graphs_that_mattecli_cannot_feed_are_refused(band_onnx: Path, tmp_path: Path) -> None:
+    from mattecli.commands.build_engine import choose_profiles
+
+    wide = onnx.load(str(band_onnx))
+    for axis in (2, 3):
+        wide.graph.input[1].type.tensor_type.shape.dim[axis].dim_value = 30  # another patch side
+    facts = inspect_onnx(save(wide, tmp_path / "wide.onnx"))
+    with pytest.raises(InputError, match="input 'band_patches' has a fixed height of 30, mattecli feeds 22"):
+        check_profiles(facts, choose_profiles(facts.contract))
+
+    floats = onnx.load(str(band_onnx))
+    floats.graph.input[2].type.tensor_type.elem_type = TensorProto.FLOAT
+    with pytest.raises(InputError) as info:
+        inspect_onnx(save(floats, tmp_path / "float-index.onnx"))
+    assert "graph input 'band_index' is FLOAT, expected INT64 (mattecli feeds band_index as INT64)" in str(
+        info.value
+    )
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
+def test_band_model_without_tensorrt_exits_3_naming_the_gpu_extra(cli: CliRunner, band_onnx: Path) -> None:
+    for args in ([], ["--max-size", "1920", "--max-cells", "5000"]):
+        result = _run(cli, band_onnx, *args)
+        assert result.exit_code == EXIT_UNAVAILABLE, result.output
+        assert "TensorRT is not installed" in result.stderr and 'pip install -e ".[gpu]"' in result.stderr
+        assert result.stdout == ""
+    assert not (band_onnx.parent / "band.engine").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--tile", "512"], "--tile and --batch are for tiled models; bandmatte-lite0 is a band model"),
+        (["--max-size", "0"], "--max-size 0 must be a positive frame side"),
+        (["--max-cells", "0"], "--max-cells 0 must be at least 1"),
+        (
+            ["--min", "1x128x128", "--opt", "9x128x128", "--max", "9x100x128"],
+            "height 100 not a multiple of 128",
+        ),
+    ],
+)
+def test_band_option_mistakes_exit_4(cli: CliRunner, band_onnx: Path, args: list[str], expected: str) -> None:
+    result = _run(cli, band_onnx, *args)
+    assert result.exit_code == EXIT_BAD_INPUT, result.output
+    assert expected in " ".join(result.stderr.split())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,6 +397,7 @@ def test_bad_file_exits_4_before_tensorrt_is_needed(cli: CliRunner, tmp_path: Pa
         (["--min", "1x8x8", "--opt", "4x64x64", "--max", "2x64x60"], "batch must satisfy min <= opt <= max"),
         (["--min", "1x8x8", "--opt", "2x64x64", "--max", "2x64x60"], "width 60 not a multiple of 8"),
         (["--fp16"], "--fp16 was given but this file holds only fp32 weights"),
+        (["--max-cells", "100"], "--max-cells is for band models; alphagan runs tiles and whole frames"),
         (["--device", "cpu"], "TensorRT runs on NVIDIA GPUs only, not on cpu"),
         (["--device", "gpu0"], "unknown device 'gpu0'"),
     ],
@@ -329,3 +478,40 @@ def test_engine_matches_onnxruntime(cli: CliRunner, tmp_path: Path, fp16: bool) 
     sidecar_path(engine_path).write_text(json.dumps({**data, "gpu_name": "Some Other GPU"}))
     with pytest.raises(InputError, match="GPU model differs"):
         open_engine("trt", engine_path, "cuda:0")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda_torch(), reason="needs TensorRT and a CUDA build of torch with a GPU")
+def test_band_engine_matches_onnxruntime(
+    cli: CliRunner, band_onnx: Path, shared_data: Path, tmp_path: Path
+) -> None:
+    """One band call of a real photo (int64 indices fed as the engine's type) against ONNX Runtime."""
+    from engines.base import open_engine
+
+    engine_path = tmp_path / "band.engine"
+    result = _run(cli, band_onnx, "-o", engine_path, "--max-size", "1024", "--max-cells", "4000", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["profiles"] == [
+        {"min": [1, 128, 128], "opt": [409, 1024, 1024], "max": [4000, 1024, 1024]}
+    ]
+    feed = _band_feed(shared_data)
+    trt_engine = open_engine("trt", engine_path, "cuda:0")
+    ort_engine = open_engine("ort", band_onnx, "cpu")
+    try:
+        assert trt_engine.accepts({kind: array.shape for kind, array in feed.items()})
+        got, want = trt_engine.infer(feed), ort_engine.infer(feed)
+        for kind in ("alpha", "foreground", "background"):
+            assert got[kind].dtype == np.float32 and got[kind].shape == want[kind].shape
+            assert float(np.abs(got[kind] - want[kind]).max()) < 1e-3
+        cells = 4001
+        too_many = {
+            **feed,
+            "band_patches": np.zeros((cells, 5, 22, 22), np.float32),
+            "band_index": np.zeros((cells, 64), np.int64),
+        }
+        assert not trt_engine.accepts({kind: array.shape for kind, array in too_many.items()})
+        with pytest.raises(InputError, match="outside every optimisation profile"):
+            trt_engine.infer(too_many)
+    finally:
+        trt_engine.close()
+        ort_engine.close()

@@ -73,12 +73,21 @@ def test_a_failing_nvidia_smi_is_no_gpu_either(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+def _input_types(model: onnx.ModelProto) -> dict[str, int]:
+    return {v.name: v.type.tensor_type.elem_type for v in model.graph.input}
+
+
 def test_fp16_variant_of_the_default_model_keeps_its_contract(tmp_path: Path) -> None:
+    """The file build-fp16 hands TensorRT: a valid graph, fed exactly as the fp32 one (a band
+    model's int64 indices included)."""
     pytest.importorskip("onnxconverter_common")
     target = tmp_path / "default-fp16.onnx"
     gpu_check.fp16(DEFAULT_MODEL_FILE, target)
     assert read_onnx_contract(target) == read_onnx_contract(DEFAULT_MODEL_FILE)
-    types = {t.data_type for t in onnx.load(str(target)).graph.initializer}
+    converted = onnx.load(str(target))
+    onnx.checker.check_model(converted, full_check=True)
+    assert _input_types(converted) == _input_types(onnx.load(str(DEFAULT_MODEL_FILE)))
+    types = {t.data_type for t in converted.graph.initializer}
     assert onnx.TensorProto.FLOAT16 in types
 
 

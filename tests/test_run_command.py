@@ -188,7 +188,6 @@ def test_engine_and_model_errors(model: Path, clip: Path, tmp_path: Path) -> Non
             onnx_sha256="ab" * 32,
             engine_sha256="cd" * 32,
             profiles=tile_profiles(512, 4, 8, max_size=1920),
-            input_channels={"image": 3, "trimap": 2, "trimap_gauss": 6},
             precision="fp16",
             contract=contract,
             mattecli_version="0.1.0",

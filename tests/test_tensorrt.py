@@ -1,6 +1,9 @@
 """TensorRT backend, the parts that need no GPU: optimisation profiles, the engine sidecar and its
 checks against a machine, and how ``open_engine("trt", ...)`` fails where TensorRT is missing.
 
+Band models' profiles are checked against the feeds the real band predictor builds
+(:class:`mattecli.band_predictor.BandPlan`) for real frames and trimaps of several sizes.
+
 The build and the run path themselves are exercised by the ``gpu`` test in test_build_engine.py.
 """
 
@@ -15,7 +18,16 @@ import numpy as np
 import pytest
 
 from engines.base import Device, open_engine
-from engines.profiles import Profile, explicit_profile, parse_shape, select_profile, tile_profiles
+from engines.profiles import (
+    InputLayout,
+    Profile,
+    band_profile,
+    explicit_profile,
+    input_box,
+    parse_shape,
+    select_profile,
+    tile_profiles,
+)
 from engines.sidecar import (
     EngineSidecar,
     check_sidecar,
@@ -27,7 +39,7 @@ from engines.sidecar import (
 )
 from engines.tensorrt import cuda_gpu
 from mattecli.errors import EXIT_BAD_INPUT, EXIT_UNAVAILABLE, InputError, UnavailableError
-from mattecli.models import contract_for
+from mattecli.models import BAND_MODEL, contract_for
 from mattecli.tiling import padded_size, plan_tiles
 
 HAVE_TENSORRT = importlib.util.find_spec("tensorrt") is not None
@@ -39,7 +51,8 @@ HAVE_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 def test_tile_profile_covers_one_small_tile_up_to_a_full_batch() -> None:
     (profile,) = tile_profiles(512, 4, 32)
     assert profile == Profile(min=(1, 32, 32), opt=(4, 512, 512), max=(4, 512, 512))
-    assert profile.for_channels(6) == ((1, 6, 32, 32), (4, 6, 512, 512), (4, 6, 512, 512))
+    assert input_box(profile, "trimap_gauss6") == ((1, 6, 32, 32), (4, 6, 512, 512), (4, 6, 512, 512))
+    assert input_box(profile, "image") == ((1, 3, 32, 32), (4, 3, 512, 512), (4, 3, 512, 512))
 
 
 def test_max_size_adds_a_batch_one_frame_profile_padded_to_the_multiple() -> None:
@@ -100,15 +113,23 @@ def test_explicit_profile_lists_every_ordering_and_multiple_problem() -> None:
     assert "--min" not in message and "--max 2x" not in message
 
 
+FBA_LAYOUT = [InputLayout("image", "image"), InputLayout("trimap", "trimap_2ch")]
+
+
+def _nchw(n: int, h: int, w: int) -> dict[str, tuple[int, int, int, int]]:
+    return {"image": (n, 3, h, w), "trimap": (n, 2, h, w)}
+
+
 def test_select_profile_picks_the_first_box_that_holds_the_batch() -> None:
     profiles = tile_profiles(512, 4, 32, max_size=1920)
-    assert select_profile(profiles, (4, 512, 512)) == 0
-    assert select_profile(profiles, (3, 256, 384)) == 0  # a short batch of small tiles
-    assert select_profile(profiles, (1, 1088, 1920)) == 1  # a whole padded HD frame
+    assert select_profile(profiles, FBA_LAYOUT, _nchw(4, 512, 512)) == 0
+    assert select_profile(profiles, FBA_LAYOUT, _nchw(3, 256, 384)) == 0  # a short batch of small tiles
+    assert select_profile(profiles, FBA_LAYOUT, _nchw(1, 1088, 1920)) == 1  # a whole padded HD frame
     with pytest.raises(InputError) as info:
-        select_profile(profiles, (2, 1088, 1920))
-    assert "batch 2x1088x1920 (NxHxW) is outside every optimisation profile" in info.value.message
-    assert "max 4x512x512" in info.value.message and "max 1x1920x1920" in info.value.message
+        select_profile(profiles, FBA_LAYOUT, _nchw(2, 1088, 1920))
+    message = info.value.message
+    assert message.startswith("inputs image 2x3x1088x1920, trimap 2x2x1088x1920 are outside every")
+    assert "max 4x512x512" in message and "max 1x1920x1920" in message
     assert "mattecli build-engine" in info.value.hint
 
 
@@ -122,7 +143,7 @@ def test_every_batch_the_tiler_sends_fits_the_tile_profile(height: int, width: i
     plan = plan_tiles(unknown, tile=tile, context=8, blend=8, multiple=multiple)
     assert len(plan) > 0
     for group in plan.batches(batch):
-        assert select_profile((profile,), (len(group), plan.tile_h, plan.tile_w)) == 0
+        assert select_profile((profile,), FBA_LAYOUT, _nchw(len(group), plan.tile_h, plan.tile_w)) == 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -142,7 +163,6 @@ def _sidecar(**changes: object) -> EngineSidecar:
         onnx_sha256="ab" * 32,
         engine_sha256="cd" * 32,
         profiles=tile_profiles(512, 4, 8, max_size=1920),
-        input_channels={"image": 3, "trimap": 2, "trimap_gauss": 6},
         precision="fp16",
         contract=contract_for("fba-resnet50"),
         mattecli_version="0.1.0",
@@ -364,7 +384,7 @@ def test_cpu_only_torch_is_reported_as_unavailable() -> None:
 def _default_sidecar(**options: object) -> EngineSidecar:
     from mattecli.commands.build_engine import choose_profiles
 
-    return _sidecar(profiles=choose_profiles(8, **options))  # type: ignore[arg-type]
+    return _sidecar(profiles=choose_profiles(contract_for("fba-resnet50"), **options))  # type: ignore[arg-type]
 
 
 def _fba_shapes(n: int, h: int, w: int) -> dict[str, tuple[int, int, int, int]]:
@@ -414,3 +434,188 @@ def test_default_profiles_are_written_to_the_sidecar(tmp_path: Path) -> None:
         {"min": [1, 8, 8], "opt": [1, 1920, 1920], "max": [1, 1920, 1920]},
     ]
     assert read_sidecar(engine).accepts(_fba_shapes(1, 360, 640))
+
+
+# ---------------------------------------------------------------------------------------------
+# Band models: one call per frame, its coarse view and all of its band cells
+
+BAND_MULTIPLE = BAND_MODEL.size_multiple  # 128
+
+
+def choose_profiles_for_band(**options: object) -> tuple[Profile, ...]:
+    """build-engine's profiles for the band contract with these options."""
+    from mattecli.commands.build_engine import choose_profiles
+
+    return choose_profiles(BAND_MODEL, **options)  # type: ignore[arg-type]
+
+
+def _band_sidecar(**options: object) -> EngineSidecar:
+    return _sidecar(profiles=choose_profiles_for_band(**options), contract=BAND_MODEL, onnx_file="band.onnx")
+
+
+def _band_frame(
+    shared_data: Path, width: int, height: int, name: str = "GT04"
+) -> tuple[np.ndarray, np.ndarray]:
+    """A real alphamatting photo and its trimap scaled to width x height (the trimap keeps its levels)."""
+    import cv2
+
+    from mattecli.media.imageio import read_image
+
+    rgb = read_image(shared_data / "alphamatting" / "image" / f"{name}.png")
+    trimap = cv2.imread(str(shared_data / "alphamatting" / "trimap" / f"{name}.png"), cv2.IMREAD_GRAYSCALE)
+    size = (width, height)
+    return (
+        cv2.resize(rgb, size, interpolation=cv2.INTER_AREA),
+        cv2.resize(trimap, size, interpolation=cv2.INTER_NEAREST),
+    )
+
+
+def _band_feed_shapes(shared_data: Path, width: int, height: int) -> dict[str, tuple[int, ...]]:
+    """The shapes of the one call the band predictor makes for a real frame of this size."""
+    from mattecli.band_predictor import BandPlan
+    from mattecli.inputs import FrameInputs
+
+    rgb, trimap = _band_frame(shared_data, width, height)
+    plan = BandPlan(FrameInputs(BAND_MODEL, rgb, trimap))
+    feed = plan.feed()
+    assert feed["band_index"].dtype == np.int64 and len(plan) > 0
+    return {kind: array.shape for kind, array in feed.items()}
+
+
+def _every_cell(shapes: dict[str, tuple[int, ...]], width: int, height: int) -> dict[str, tuple[int, ...]]:
+    """``shapes`` with the cell count of `--band-cells all` (BandPlan's cells="all") for that frame.
+
+    The count is what BandPlan plans; its patches (310 MB at 4K) are not built.
+    """
+    from mattecli.band_inputs import all_cells
+
+    cells = len(all_cells(height, width))
+    return {**shapes, "band_patches": (cells, *shapes["band_patches"][1:]), "band_index": (cells, 64)}
+
+
+def test_default_band_profile_gives_every_input_an_ordered_box() -> None:
+    (profile,) = choose_profiles_for_band()
+    # cells x padded frame: 1..every cell of 4096x2176, tuned for a tenth of a padded 1080p frame's cells
+    assert profile == Profile(min=(1, 128, 128), opt=(864, 1152, 1920), max=(34816, 2176, 4096))
+    assert profile == band_profile(BAND_MULTIPLE)
+    boxes = {name: input_box(profile, kind) for name, kind in BAND_MODEL.inputs}
+    assert boxes == {
+        "band_coarse": ((1, 11, 32, 32), (1, 11, 288, 480), (1, 11, 544, 1024)),
+        "band_patches": ((1, 5, 22, 22), (864, 5, 22, 22), (34816, 5, 22, 22)),
+        "band_index": ((1, 64), (864, 64), (34816, 64)),
+    }
+    for low, opt, high in boxes.values():
+        assert all(lo <= mid <= hi for lo, mid, hi in zip(low, opt, high, strict=True))
+
+
+@pytest.mark.parametrize(("width", "height"), [(800, 600), (1920, 1080), (3840, 2160)])
+def test_default_band_engine_accepts_what_the_pipeline_sends(
+    shared_data: Path, width: int, height: int
+) -> None:
+    """A photo, a 1080p and a 4K frame: the band's cells, and every cell (`--band-cells all`)."""
+    sidecar = _band_sidecar()
+    band = _band_feed_shapes(shared_data, width, height)
+    assert sidecar.accepts(band)
+    assert select_profile(sidecar.profiles, sidecar.layouts(), band) == 0
+    every = _every_cell(band, width, height)
+    assert sidecar.accepts(every)
+
+
+def test_band_engine_refuses_more_cells_than_its_max_and_frames_outside_its_box(shared_data: Path) -> None:
+    hd = _band_feed_shapes(shared_data, 1920, 1080)
+    cells = hd["band_patches"][0]
+    assert 100 < cells < 8160  # the band, not the whole frame
+    capped = _band_sidecar(max_cells=cells - 1)
+    assert capped.profiles[0].max == (cells - 1, 2176, 4096)
+    assert not capped.accepts(hd)
+    assert _band_sidecar(max_cells=cells).accepts(hd)
+    with pytest.raises(InputError) as info:
+        select_profile(capped.profiles, capped.layouts(), hd)
+    assert f"band_patches {cells}x5x22x22" in info.value.message
+    assert "--max-cells" in info.value.hint
+
+    default = _band_sidecar()
+    over = default.profiles[0].max[0] + 1
+    assert not default.accepts({**hd, "band_patches": (over, 5, 22, 22), "band_index": (over, 64)})
+    # a portrait 4K frame (2176 x 3840 padded) is outside the landscape default; --max-size 3840 takes it
+    portrait = {**hd, "band_coarse": (1, 11, 3840 // 4, 2176 // 4)}
+    assert not default.accepts(portrait)
+    assert _band_sidecar(max_size=3840).accepts(portrait)
+
+
+def test_band_feeds_must_agree_with_themselves_and_with_what_mattecli_sends(shared_data: Path) -> None:
+    sidecar = _band_sidecar()
+    photo = _band_feed_shapes(shared_data, 800, 600)
+    cells = photo["band_patches"][0]
+    assert photo == {
+        "band_coarse": (1, 11, 640 // 4, 896 // 4),  # 800 x 600 padded to 896 x 640
+        "band_patches": (cells, 5, 22, 22),
+        "band_index": (cells, 64),
+    }
+    assert not sidecar.accepts({**photo, "band_index": (cells + 1, 64)})  # patches and index disagree
+    assert not sidecar.accepts({**photo, "band_patches": (cells, 5, 24, 24)})  # another window
+    assert not sidecar.accepts({**photo, "band_coarse": (2, 11, 160, 224)})  # one frame per call
+    assert not sidecar.accepts({k: v for k, v in photo.items() if k != "band_index"})
+
+
+def test_band_profile_options() -> None:
+    (square,) = choose_profiles_for_band(max_size=1920)
+    assert square == Profile(min=(1, 128, 128), opt=(864, 1152, 1920), max=(14400, 1920, 1920))
+    (small,) = choose_profiles_for_band(max_size=600, max_cells=50)
+    assert small == Profile(min=(1, 128, 128), opt=(50, 640, 640), max=(50, 640, 640))
+    (explicit,) = choose_profiles_for_band(explicit=("1x128x128", "500x1152x1920", "9000x1152x1920"))
+    assert explicit == Profile((1, 128, 128), (500, 1152, 1920), (9000, 1152, 1920))
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"tile": 512}, "--tile and --batch are for tiled models; bandmatte-lite0 is a band model"),
+        ({"batch": 2}, "--tile and --batch are for tiled models"),
+        ({"max_size": 0}, "--max-size 0 must be a positive frame side"),
+        ({"max_cells": 0}, "--max-cells 0 must be at least 1"),
+        ({"explicit": ("1x128x128", "9x128x128", "9x128x128"), "max_cells": 9}, "replace --tile, --batch"),
+        ({"explicit": ("1x128x128", "9x128x128", "9x1080x1920")}, "height 1080 not a multiple of 128"),
+    ],
+)
+def test_band_profile_mistakes(options: dict[str, object], expected: str) -> None:
+    with pytest.raises(InputError) as info:
+        choose_profiles_for_band(**options)
+    assert expected in info.value.message
+
+
+def test_max_cells_is_refused_for_tiled_models() -> None:
+    from mattecli.commands.build_engine import choose_profiles
+
+    with pytest.raises(InputError, match="--max-cells is for band models; fba-resnet50 runs tiles"):
+        choose_profiles(contract_for("fba-resnet50"), max_cells=100)
+
+
+def test_band_sidecar_round_trip(tmp_path: Path, shared_data: Path) -> None:
+    engine = tmp_path / "band.engine"
+    original = _band_sidecar(max_cells=20000)
+    write_sidecar(engine, original)
+    data = json.loads(sidecar_path(engine).read_text())
+    assert data["format"] == 2 and "input_channels" not in data
+    assert data["profiles"] == [{"min": [1, 128, 128], "opt": [864, 1152, 1920], "max": [20000, 2176, 4096]}]
+    assert data["contract"]["architecture"] == "band"
+    back = read_sidecar(engine)
+    assert back == original
+    assert back.layouts() == (
+        InputLayout("band_coarse", "band_coarse"),
+        InputLayout("band_patches", "band_patches"),
+        InputLayout("band_index", "band_index"),
+    )
+    assert back.accepts(_band_feed_shapes(shared_data, 1920, 1080))
+
+
+def test_format_1_sidecars_are_refused_with_the_rebuild_command(tmp_path: Path) -> None:
+    engine = tmp_path / "fba.engine"
+    write_sidecar(engine, _sidecar())
+    path = sidecar_path(engine)
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps({**data, "format": 1, "input_channels": {"image": 3}}))
+    with pytest.raises(InputError) as info:
+        read_sidecar(engine)
+    assert "sidecar format 1 is not the one this mattecli reads (2)" in info.value.message
+    assert "mattecli build-engine" in info.value.hint
