@@ -102,9 +102,13 @@ app = typer.Typer(add_completion=False)
 
 @app.command()
 def main(
-    model: Path | None = typer.Option(None, "--model", "-m", help="Band model ONNX (default: the packaged one)."),
+    model: Path | None = typer.Option(
+        None, "--model", "-m", help="Band model ONNX (default: the packaged one)."
+    ),
     data: Path | None = typer.Option(
-        None, "--data", help="Data folder holding alphamatting/ (default: $MATTECLI_DATA, else ../shared/data)."
+        None,
+        "--data",
+        help="Data folder holding alphamatting/ (default: $MATTECLI_DATA, else ../shared/data).",
     ),
     images: str | None = typer.Option(None, "--images", help="Comma-separated image names (default: all)."),
     readme: Path | None = typer.Option(

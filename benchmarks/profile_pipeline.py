@@ -108,6 +108,9 @@ class TimedEngine:
         self.tiles += next(iter(inputs.values())).shape[0]
         return outputs
 
+    def accepts(self, shapes: Mapping[str, tuple[int, ...]]) -> bool:
+        return self.engine.accepts(shapes)
+
     def close(self) -> None:
         self.engine.close()
 

@@ -15,6 +15,7 @@ from typing import Literal
 import numpy as np
 
 from mattecli import band_inputs
+from mattecli.errors import InputError
 from mattecli.inputs import FrameInputs
 from mattecli.tiling import PixelSet
 
@@ -61,15 +62,51 @@ class BandPlan:
             "band_index": band_inputs.patch_index(self.cells, *coarse.shape[2:], self.geometry),
         }
 
+    def calls(
+        self, feed: Mapping[str, np.ndarray], accepts: Callable[[Mapping[str, tuple[int, ...]]], bool]
+    ) -> list[dict[str, np.ndarray]]:
+        """The feed split into engine calls the engine accepts: one, unless it caps the cells per call.
+
+        A TensorRT engine takes only as many cells as its profile's maximum; then the cells go in
+        consecutive groups, each with the frame's coarse view (the coarse pass is repeated, the
+        outputs are the same).
+        """
+        total = len(self.cells)
+
+        def shapes(count: int) -> dict[str, tuple[int, ...]]:
+            return {
+                kind: array.shape if kind == "band_coarse" else (count, *array.shape[1:])
+                for kind, array in feed.items()
+            }
+
+        size = total
+        while size > 1 and not accepts(shapes(size)):
+            size = (size + 1) // 2
+        if not accepts(shapes(size)):
+            raise InputError(
+                f"the engine accepts no call for this {self.padded_shape[1]}x{self.padded_shape[0]} (padded) frame",
+                hint="rebuild the TensorRT engine with a --max-size that covers the frame",
+            )
+        return [
+            {
+                kind: array if kind == "band_coarse" else array[start : start + size]
+                for kind, array in feed.items()
+            }
+            for start in range(0, total, size)
+        ]
+
     def values(
         self,
         infer: Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]],
         feed: Mapping[str, np.ndarray],
         pixels: PixelSet,
         kinds: Iterable[str],
+        accepts: Callable[[Mapping[str, tuple[int, ...]]], bool] | None = None,
     ) -> dict[str, np.ndarray]:
-        """Run the engine once and pick each kind's N×C values at ``pixels`` (all inside the cells)."""
-        outputs = infer(feed)
+        """Run the engine and pick each kind's N×C values at ``pixels`` (all inside the cells)."""
+        calls = [dict(feed)] if accepts is None else self.calls(feed, accepts)
+        parts = [infer(call) for call in calls]
+        outputs = {kind: np.concatenate([part[kind] for part in parts]) for kind in parts[0]}
         c = self.geometry.cell
         slot_of = np.full((self.padded_shape[0] // c, self.padded_shape[1] // c), -1, dtype=np.int64)
         slot_of[self.cells[:, 0], self.cells[:, 1]] = np.arange(len(self.cells))

@@ -54,9 +54,10 @@ from mattecli.writer_thread import BackgroundWriter
 
 
 class _Current:
-    """The frame being worked on, for the error line of a failure."""
+    """The frame being worked on, for the error line of a failure, and whether the outputs are being finished."""
 
     index: int | None = None
+    finishing: bool = False
 
 
 def _run_input(
@@ -126,8 +127,12 @@ def _run_input(
                     alpha, fg = matter(frame, trimap)
                     writer.submit(frame, alpha, fg)
                 current.index = None  # a failure while finishing the outputs is not one frame's
+                current.finishing = True
     except Exception as exc:  # noqa: BLE001 - one input's failure must not stop the others
         summary.fail(input_failure(exc, source.path, current.index, debug=debug))
+        per_frame_files = output.alpha or output.foreground or output.composite is not None
+        if current.finishing and output.video and not per_frame_files:
+            summary.frames_written = 0  # the video that held them could not be finished: none is kept
     finally:
         summary.wall_seconds = time.perf_counter() - began
         if summary.frames_total is None and not summary.failed:
@@ -174,6 +179,11 @@ def run_pipeline(
 
     items = [open_input(spec, options, debug=debug) for spec in expand_inputs(specs)]
     opened = [item for item in items if item.source is not None]
+    if items and not opened:
+        # Nothing can run: the whole call is bad input (exit 4), not a batch with some failures.
+        first = items[0].summary.error or items[0].spec
+        more = f" (and {len(items) - 1} more inputs that could not be opened)" if len(items) > 1 else ""
+        raise InputError(first + more, hint="check the input paths; nothing was written")
     summary = RunSummary(
         [item.summary for item in items],
         run={

@@ -30,6 +30,7 @@ from mattecli.summary import StageClock
 from mattecli.tiling import PixelSet, TilePlan, plan_tiles, stitch_tiles
 
 Infer = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
+Accepts = Callable[[Mapping[str, tuple[int, ...]]], bool]
 WriteInput = Callable[[str, int, int, np.ndarray], object]
 
 
@@ -162,8 +163,10 @@ class TilePredictor:
 class _Band:
     """One engine call on the coarse view and the plan's cells."""
 
-    def __init__(self, plan: BandPlan, infer: Infer, clock: StageClock, kinds: tuple[str, ...]) -> None:
-        self._plan, self._infer, self._kinds = plan, infer, kinds
+    def __init__(
+        self, plan: BandPlan, infer: Infer, accepts: Accepts, clock: StageClock, kinds: tuple[str, ...]
+    ) -> None:
+        self._plan, self._infer, self._accepts, self._kinds = plan, infer, accepts, kinds
         self._feed = timed(clock, "preprocess", plan.feed)
 
     def restrict(self, mask: np.ndarray) -> np.ndarray:
@@ -171,7 +174,7 @@ class _Band:
         return mask
 
     def values(self, pixels: PixelSet) -> dict[str, np.ndarray]:
-        return self._plan.values(self._infer, self._feed(), pixels, self._kinds)
+        return self._plan.values(self._infer, self._feed(), pixels, self._kinds, self._accepts)
 
 
 class BandPredictor:
@@ -186,9 +189,10 @@ class BandPredictor:
         self._kinds = kinds
         self._clock = clock
         self._infer = timed(clock, "engine", engine.infer)
+        self._accepts = engine.accepts
 
     def plan(self, inputs: FrameInputs) -> NetworkPass:
-        return _Band(BandPlan(inputs, self._cells), self._infer, self._clock, self._kinds)
+        return _Band(BandPlan(inputs, self._cells), self._infer, self._accepts, self._clock, self._kinds)
 
 
 def predictor_for(

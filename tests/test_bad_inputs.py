@@ -299,3 +299,19 @@ def test_fuzzed_trimap_files_load_clean_or_fail_as_one_input_error(
     else:
         assert trimap.dtype == np.uint8 and set(np.unique(trimap)) <= {0, 128, 255}
         assert trimap.shape == (height, width)
+
+
+def test_a_call_whose_inputs_all_fail_to_open_is_bad_input(
+    tmp_path: Path, photo: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """Nothing can run: exit 4 (bad input) with the file named, not exit 1 (some inputs failed)."""
+    trimap = tmp_path / "trimap.png"
+    write_image(trimap, photo[1])
+    missing = tmp_path / "nowhere.png"
+    code, stderr = _run(missing, "-t", trimap, "-o", tmp_path / "out")
+    assert code == EXIT_BAD_INPUT
+    assert str(missing) in _error_line(stderr, "nowhere.png")
+    (tmp_path / "zero.png").write_bytes(b"")
+    code, stderr = _run(missing, tmp_path / "zero.png", "-t", trimap, "-o", tmp_path / "out")
+    assert code == EXIT_BAD_INPUT and "1 more input" in stderr
+    assert not (tmp_path / "out" / "alpha").exists()

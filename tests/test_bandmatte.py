@@ -43,7 +43,11 @@ def _imagenet_logits(encoder: EfficientNetLiteEncoder, state: dict, x: torch.Ten
     features = encoder(x)[-1]
     head = F.conv2d(features, state["_conv_head.weight"])
     head = F.batch_norm(
-        head, state["_bn1.running_mean"], state["_bn1.running_var"], state["_bn1.weight"], state["_bn1.bias"],
+        head,
+        state["_bn1.running_mean"],
+        state["_bn1.running_var"],
+        state["_bn1.weight"],
+        state["_bn1.bias"],
         eps=1e-3,
     )
     return F.linear(F.relu6(head).mean(dim=(2, 3)), state["_fc.weight"], state["_fc.bias"])
@@ -173,8 +177,13 @@ def test_run_band_equals_whole_frame_on_a_real_photo(shared_data: Path, band_onn
 
     def matte(cells: str) -> tuple[np.ndarray, np.ndarray | None]:
         matter = FrameMatter(
-            opened, tiles=TileOptions(size=None), tta="none", fusion=True, want_foreground=True,
-            clock=StageClock(), band_cells=cells,  # type: ignore[arg-type]
+            opened,
+            tiles=TileOptions(size=None),
+            tta="none",
+            fusion=True,
+            want_foreground=True,
+            clock=StageClock(),
+            band_cells=cells,  # type: ignore[arg-type]
         )
         return matter(Frame(0, name, rgb, shared_data / "alphamatting" / "image" / f"{name}.png"), trimap)
 
@@ -185,3 +194,46 @@ def test_run_band_equals_whole_frame_on_a_real_photo(shared_data: Path, band_onn
     assert band_fg is not None and whole_fg is not None
     assert np.abs(band_fg - whole_fg)[unknown].max() < 1e-5
     assert np.array_equal(band_alpha[trimap == 255], np.ones(np.count_nonzero(trimap == 255), np.float32))
+
+
+class _CappedCells:
+    """The real ONNX Runtime engine, accepting at most ``cap`` cells per call as a TensorRT profile does."""
+
+    def __init__(self, engine, cap: int) -> None:  # noqa: ANN001 - any Engine
+        self.engine, self.cap, self.calls = engine, cap, []
+        self.name, self.device, self.contract = engine.name, engine.device, engine.contract
+
+    def accepts(self, shapes) -> bool:  # noqa: ANN001
+        return shapes["band_patches"][0] <= self.cap
+
+    def infer(self, inputs):  # noqa: ANN001
+        self.calls.append(len(inputs["band_patches"]))
+        return self.engine.infer(inputs)
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+def test_cells_beyond_an_engines_cap_go_in_several_calls(shared_data: Path, band_onnx: Path) -> None:
+    name = "GT20"
+    rgb = read_image(shared_data / "alphamatting" / "image" / f"{name}.png")
+    trimap = read_gray(shared_data / "alphamatting" / "trimap" / f"{name}.png")
+    frame = Frame(0, name, rgb, shared_data / "alphamatting" / "image" / f"{name}.png")
+    engine = open_engine("ort", band_onnx)
+    capped = _CappedCells(engine, cap=100)
+
+    def matte(which) -> np.ndarray:  # noqa: ANN001
+        matter = FrameMatter(
+            which,
+            tiles=TileOptions(size=None),
+            tta="none",
+            fusion=True,
+            want_foreground=False,
+            clock=StageClock(),
+        )
+        return matter(frame, trimap)[0]
+
+    whole = matte(engine)
+    split = matte(capped)
+    assert len(capped.calls) > 2 and max(capped.calls) <= 100
+    assert np.abs(split - whole).max() < 1e-5

@@ -199,7 +199,8 @@ def test_report_markdown_and_json(report: BenchReport) -> None:
     assert outside["value"] == pytest.approx(1 - c.seconds["engine"] / c.wall_seconds)
     assert outside["passed"] == (outside["value"] <= 0.15)
     not_run = [t for t in data["targets"] if "1080p" in t["name"] or "4k" in t["name"]]
-    assert len(not_run) == 3 and all(t["passed"] is None and t["value"] is None for t in not_run)
+    # fps (c)/(a) and (c)/(d), SAD change at 1080p, peak RSS at 4K: not this run's resolutions
+    assert len(not_run) == 4 and all(t["passed"] is None and t["value"] is None for t in not_run)
 
 
 def test_targets_are_ratios_of_the_results() -> None:
@@ -215,6 +216,7 @@ def test_targets_are_ratios_of_the_results() -> None:
         result("a", "1080p", 4, 40.0, 38.0, [10.0, 10.0, 10.0, 10.0]),
         result("c", "1080p", 8, 10.0, 8.0, [10.1, 10.2, 10.0, 10.3, 99.0, 99.0, 99.0, 99.0]),
         result("c", "4k", 2, 10.0, 9.0, [1.0, 1.0]),
+        result("d", "1080p", 1, 20.0, 19.0, [9.0]),
     ]
     targets = {t.name: t for t in report.targets()}
     assert targets["fps (c) / (a), 1080p"].value == pytest.approx(0.8 / 0.1)
@@ -224,7 +226,12 @@ def test_targets_are_ratios_of_the_results() -> None:
     assert targets["time outside the engine, (c) 1080p"].value == pytest.approx(0.2)
     assert targets["time outside the engine, (c) 1080p"].passed is False
     assert targets["time outside the engine, (c) 4k"].passed is True
-    assert targets["peak RSS (c), 4k"].passed is True
+    assert targets["peak RSS (c), 4k"].passed is False  # 2,500 MB against issue 11's 1,500
+    closed_form = targets["fps (c) / (d), 1080p"]
+    assert closed_form.value == pytest.approx(0.8 / 0.05) and closed_form.passed is True
+    assert targets["fps (c), 1080p, this machine"].value == pytest.approx(0.8)
+    assert targets["fps (c), 1080p, this machine"].passed is False
+    assert targets["fps (c), 4k, this machine"].passed is False  # 0.2 fps against 0.5
     growth = growth_target(1000.0, 1120.0, 100, 1000)
     assert growth.value == pytest.approx(12.0) and growth.passed is False
 

@@ -177,6 +177,7 @@ def test_a_limit_hit_while_the_video_is_finished_keeps_no_video_and_says_so(
     _check_disk_full(out, result, "file too large")
     (line,) = _error_lines(result.stderr)
     assert f"{out / 'clip.rgba.mov'}: cannot finish the video: file too large; the video is not kept" in line
+    assert "0 frames written" in result.stderr and "48 frames" not in result.stderr  # none was kept
 
 
 @contextmanager

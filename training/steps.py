@@ -59,6 +59,10 @@ from training.registry import InferenceModel
 Arrays = dict[str, np.ndarray]
 # Weight of the band models' coarse-pass terms against FBA's loss on the final output.
 BAND_COARSE_WEIGHT = 0.5
+# Band models' learning rates relative to the config's: a pretrained encoder needs small steps, the
+# decoder and refiner start from nothing (a first run at one rate for all left the refiner idle).
+BAND_ENCODER_LR_SCALE = 0.2
+BAND_HEAD_LR_SCALE = 2.0
 
 
 class Batch(NamedTuple):
@@ -172,9 +176,10 @@ class TrainingStep:
         return [{"params": _trainable(self.network)}]
 
     def set_lr_factor(self, factor: float) -> None:
+        """Each group's rate: the optimiser's base rate x the schedule's factor x the group's ``lr_scale``."""
         for name, optimizer in self.optimizers.items():
             for group in optimizer.param_groups:
-                group["lr"] = self.base_lr[name] * factor
+                group["lr"] = self.base_lr[name] * factor * group.get("lr_scale", 1.0)
 
     @property
     def lr(self) -> float:
@@ -222,6 +227,16 @@ class BandStep(TrainingStep):
     (alpha over the shrunk unknown band, F and B everywhere) so the coarse pass learns a matte of
     its own rather than only features for the refiner; weight :data:`BAND_COARSE_WEIGHT`.
     """
+
+    def parameter_groups(self) -> list[dict]:
+        """The ImageNet encoder learns at a fifth of the base rate, the new decoder and refiner at twice."""
+        encoder = _trainable(self.network.coarse.encoder)
+        owned = {id(p) for p in encoder}
+        rest = [p for p in _trainable(self.network) if id(p) not in owned]
+        return [
+            {"params": encoder, "lr_scale": BAND_ENCODER_LR_SCALE},
+            {"params": rest, "lr_scale": BAND_HEAD_LR_SCALE},
+        ]
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         final, coarse = self.model.forward_frame(batch.inputs["band_coarse"], batch.inputs["band_pixels"])

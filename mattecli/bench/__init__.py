@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 # The checkpoint the packaged default model (DEFAULT_MODEL_FILE) is exported from.
 DEFAULT_CHECKPOINT = (
-    Path(__file__).resolve().parents[2] / "training" / "results" / "default-model" / "weights.pth"
+    Path(__file__).resolve().parents[2] / "training" / "results" / "bandmatte" / "weights.pth"
 )
 DEFAULT_THREADS = 2
 DEFAULT_FRAMES = 10

@@ -2,10 +2,12 @@
 
 * **(a)** whole-frame eager PyTorch, the way the FBA reference demo runs: each frame (and its
   trimap) stretched to the next multiple of 8, one forward pass of the checkpoint's network per
-  frame, outputs stretched back; decoding, inference and writing one after another.
+  frame, outputs stretched back; decoding, inference and writing one after another. A band model
+  (:mod:`mattecli.band_inputs`) computes every cell of the frame here: its whole-frame inference,
+  which its band inference in (c) equals inside the band by construction.
 * **(b)** the same, with the exported ONNX model in ONNX Runtime.
 * **(c)** ``mattecli run`` as a user runs it: :func:`mattecli.pipeline.run_pipeline` with its
-  default tiling over the unknown band and its decoder and writer threads; the per-stage seconds
+  default tiling over the unknown band (a band model: only the band's cells) and its decoder and writer threads; the per-stage seconds
   are the pipeline's own :class:`~mattecli.summary.StageClock`.
 * **(d)** pymatting's closed-form matting (Levin et al.) frame by frame, with pymatting's
   multi-level foreground estimate for the colour.
@@ -53,9 +55,9 @@ if TYPE_CHECKING:
     from engines.base import Engine
 
 METHODS: dict[str, str] = {
-    "a": "whole-frame eager PyTorch (FBA demo)",
+    "a": "whole-frame eager PyTorch (FBA demo; band models: every cell)",
     "b": "whole-frame ONNX Runtime",
-    "c": "mattecli run (tiled, overlapped I/O)",
+    "c": "mattecli run (tiled or band cells, overlapped I/O)",
     "d": "pymatting closed-form",
 }
 Status = Literal["ok", "skipped", "failed"]
@@ -280,13 +282,17 @@ def _open(job: Job) -> Engine:
 
 def _warm_up(engine: Engine) -> None:
     """One call on a small input, so first-call costs (allocation, kernel choice) stay off the clock."""
-    from mattecli.inputs import build_inputs
+    from mattecli.band_predictor import BandPlan
+    from mattecli.inputs import FrameInputs, build_inputs
 
     size = WARM_UP_SIZE
     image = np.full((size, size, 3), 0.5, np.float32)
     trimap = np.zeros((size, size), np.uint8)
     trimap[:, size // 3 :] = 128
     trimap[:, 2 * size // 3 :] = 255
+    if engine.contract.architecture == "band":
+        engine.infer(BandPlan(FrameInputs(engine.contract, image, trimap)).feed())
+        return
     inputs = build_inputs(engine.contract, image, trimap)
     engine.infer({kind: array[None] for kind, array in inputs.arrays.items()})
 
@@ -335,8 +341,15 @@ class _DemoMatter:
         options = RunOptions(tiles=TileOptions(size=None))
         fusion = check_options(engine.contract, output_spec(out), options, trimaps=True)
         self.clock = clock
+        # A band model's whole-frame inference computes every cell of the frame, not only the band's.
         self.matter = FrameMatter(
-            engine, tiles=options.tiles, tta="none", fusion=fusion, want_foreground=True, clock=clock
+            engine,
+            tiles=options.tiles,
+            tta="none",
+            fusion=fusion,
+            want_foreground=True,
+            clock=clock,
+            band_cells="all",
         )
 
     def __call__(self, frame: Frame, trimap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -6,7 +6,7 @@ composited from the alphamatting.com photos (real hair, fur, plants and glass, w
 ground truth) moving over the real background photos:
 
 * **Foregrounds.** Two of the images the default model holds out from training (the split of
-  ``training/configs/default-model.toml``, drawn by :func:`training.data.split_names`), so quality
+  ``training/configs/bandmatte.toml``, drawn by :func:`training.data.split_names`), so quality
   is measured on images the network never saw. Their foreground colour is re-estimated from the photo
   and its alpha the way the training data is (the config's estimator, pymatting's multi-level solver,
   cached in the work folder), because the photos only give the composite over the original backdrop.
@@ -228,7 +228,7 @@ class _Scene:
         from training.data import BackgroundSet, ImageAlphaDataset, split_names
         from training.data.composite import resize_to
 
-        config = load_config(Path(__file__).resolve().parents[2] / "training/configs/default-model.toml")
+        config = load_config(Path(__file__).resolve().parents[2] / "training/configs/bandmatte.toml")
         data = config.data
         assert data.image is not None and data.backgrounds is not None
         names = ImageAlphaDataset(data.image, data.alpha).names

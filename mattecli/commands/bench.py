@@ -57,7 +57,7 @@ def bench(
         None,
         "--checkpoint",
         help="PyTorch checkpoint of (a), the one --model was exported from "
-        "(default: training/results/default-model/weights.pth).",
+        "(default: training/results/bandmatte/weights.pth).",
     ),
     trt_engine: Path | None = typer.Option(
         None, "--trt-engine", help="TensorRT engine of (c) with --engine trt (from `mattecli build-engine`)."

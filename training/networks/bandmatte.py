@@ -91,8 +91,11 @@ class Refiner(nn.Module):
             nn.ReLU(inplace=True),
             nn.Conv2d(b, OUTPUTS, 3),
         )
-        nn.init.zeros_(self.layers[-1].weight)  # start as "trust the coarse pass"
-        nn.init.zeros_(self.layers[-1].bias)
+        # Start close to "trust the coarse pass", but not at zero: a zero last layer passes no
+        # gradient to the layers before it, and a first run left the refiner idle for 600 steps.
+        with torch.no_grad():
+            self.layers[-1].weight.mul_(0.1)
+            nn.init.zeros_(self.layers[-1].bias)
 
     margin = 3
 
