@@ -147,7 +147,8 @@ def main(
             f"Band inference (only the 16×16 cells holding unknown pixels) against whole-frame inference "
             f"(every cell) of {model_line(contract, model)} on {len(rows)} alphamatting.com images with "
             "Trimap1, both through `mattecli run`'s per-frame work (FBA fusion, known regions imposed); "
-            "SAD over the unknown region as the DIM code computes it; Δ = |SAD_band − SAD_whole| / SAD_whole; "
+            "SAD over the unknown region as the DIM code computes it; "
+            "Δ = |SAD_band − SAD_whole| / SAD_whole; "
             "max Δα: the largest alpha difference over the whole frame. Measured on "
             f"{machine_line(threads)}. Command: `{command_line()}`."
         )

@@ -84,7 +84,8 @@ class BandPlan:
             size = (size + 1) // 2
         if not accepts(shapes(size)):
             raise InputError(
-                f"the engine accepts no call for this {self.padded_shape[1]}x{self.padded_shape[0]} (padded) frame",
+                f"the engine accepts no call for this frame "
+                f"({self.padded_shape[1]}x{self.padded_shape[0]} padded)",
                 hint="rebuild the TensorRT engine with a --max-size that covers the frame",
             )
         return [

@@ -54,7 +54,7 @@ from mattecli.writer_thread import BackgroundWriter
 
 
 class _Current:
-    """The frame being worked on, for the error line of a failure, and whether the outputs are being finished."""
+    """The frame being worked on (for a failure's error line), and whether the outputs are being finished."""
 
     index: int | None = None
     finishing: bool = False

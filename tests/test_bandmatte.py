@@ -83,7 +83,7 @@ def test_frozen_batch_norm_statistics_in_training() -> None:
 
 
 def test_interpolation_matrix_matches_bilinear_upsampling() -> None:
-    """The constant window matrix reproduces F.interpolate(bilinear, half-pixel) everywhere, edges included."""
+    """The constant window matrix reproduces F.interpolate (bilinear, half-pixel) everywhere, edges too."""
     g = band_inputs.DEFAULT_GEOMETRY
     rng = np.random.default_rng(0)
     coarse = rng.random((1, 2, 12, 20)).astype(np.float32)

@@ -253,7 +253,8 @@ def trace_to_onnx(model: InferenceModel, *, opset: int = DEFAULT_OPSET) -> onnx.
     m = contract.size_multiple
     # At least 2 and 3 blocks of the size multiple: a side of one block is a size-1 feature map at
     # the encoder's deepest level, which torch.export would specialise.
-    batch, height, width = EXAMPLE_SIZE[0], *(-(-max(s, k * m) // m) * m for s, k in zip(EXAMPLE_SIZE[1:], (2, 3)))
+    sides = (-(-max(s, k * m) // m) * m for s, k in zip(EXAMPLE_SIZE[1:], (2, 3), strict=True))
+    batch, height, width = EXAMPLE_SIZE[0], *sides
     example = sample_inputs(contract, batch, height, width)
     args = tuple(torch.from_numpy(example[name]) for name in model.input_names)
     with _quiet_exporter():

