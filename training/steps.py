@@ -229,8 +229,11 @@ class BandStep(TrainingStep):
     """
 
     def parameter_groups(self) -> list[dict]:
-        """The ImageNet encoder learns at a fifth of the base rate, the new decoder and refiner at twice."""
-        encoder = _trainable(self.network.coarse.encoder)
+        """The ImageNet encoder learns at a fifth of the base rate; new layers (the trimap's stem
+        convolution, decoder, refiner) at twice it."""
+        stem = self.network.coarse.encoder.extra_stem  # new weights for the trimap planes
+        new = {id(p) for p in stem.parameters()} if stem is not None else set()
+        encoder = [p for p in _trainable(self.network.coarse.encoder) if id(p) not in new]
         owned = {id(p) for p in encoder}
         rest = [p for p in _trainable(self.network) if id(p) not in owned]
         return [

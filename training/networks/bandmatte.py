@@ -6,7 +6,9 @@ base + refiner split:
 
 * **Coarse pass**, once per frame, on the frame shrunk 4× (``band_coarse``: RGB, the trimap's
   definite fractions and FBA's six Gaussian distance maps): an ImageNet-pretrained EfficientNet-Lite
-  encoder and a U-Net decoder back to the coarse resolution. It returns a coarse alpha, F and B and
+  encoder (the trimap planes through a stem convolution of their own) and a U-Net decoder back to the
+  coarse resolution that sees the trimap planes again, pooled, at every level: a first run whose
+  decoder saw them only at its last layer learned wide unknown regions slowly. It returns a coarse alpha, F and B and
   16 hidden feature planes: 23 planes that carry the global context.
 * **Refiner**, at full resolution, on 16×16 cells: three 3×3 convolutions without padding over the
   cell and a 3-pixel margin, fed with the image, the trimap's definite masks and the 23 coarse planes
@@ -62,17 +64,27 @@ class CoarseNet(nn.Module):
         self.encoder = encoder
         skips = [*reversed(encoder.channels[:-1]), COARSE_CHANNELS]  # strides 16, 8, 4, 2, then the input
         widths = DECODER_WIDTHS
-        self.top = _conv(encoder.channels[-1], widths[0])
-        self.ups = nn.ModuleList(_conv(widths[i] + skips[i], widths[i + 1]) for i in range(len(skips)))
+        trimap = COARSE_CHANNELS - 3  # every level also sees the trimap planes, pooled to its size
+        self.top = _conv(encoder.channels[-1] + trimap, widths[0])
+        self.ups = nn.ModuleList(
+            _conv(widths[i] + skips[i] + (trimap if i < len(skips) - 1 else 0), widths[i + 1])
+            for i in range(len(skips))
+        )
         self.head = nn.Conv2d(widths[-1], CARRIED, 3, padding=1)
 
     def forward(self, coarse: torch.Tensor) -> torch.Tensor:
         levels = self.encoder(coarse)
-        skips = [*reversed(levels[:-1]), coarse]
-        x = self.top(levels[-1])
-        for up, skip in zip(self.ups, skips, strict=True):
+        trimap = coarse[:, 3:]
+
+        def pooled(stride: int) -> torch.Tensor:  # a static window: TensorRT-friendly
+            return F.avg_pool2d(trimap, stride, stride)
+
+        x = self.top(torch.cat([levels[-1], pooled(32)], dim=1))
+        strides = (16, 8, 4, 2)
+        for i, (up, skip) in enumerate(zip(self.ups, [*reversed(levels[:-1]), coarse], strict=True)):
             x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
-            x = up(torch.cat([x, skip], dim=1))
+            parts = [x, skip] + ([pooled(strides[i])] if i < len(strides) else [])
+            x = up(torch.cat(parts, dim=1))
         raw = self.head(x)
         return torch.cat([_outputs(raw[:, :OUTPUTS]), F.relu(raw[:, OUTPUTS:])], dim=1)
 

@@ -124,14 +124,19 @@ class EfficientNetLiteEncoder(nn.Module):
     """The convolutional trunk (stem and blocks, no head), returning features at strides 2, 4, 8, 16, 32.
 
     ``in_channels`` beyond the first three (RGB in [0, 1], normalised inside) are extra planes such
-    as trimap encodings; their stem weights start at zero, so the pretrained response to the image
-    is exactly what ImageNet training left, and the network learns how to use the extra planes.
+    as trimap encodings. They have a stem convolution of their own (``extra_stem``, added to the
+    pretrained one before its batch norm) whose weights start at zero, so the pretrained response to
+    the image is exactly what ImageNet training left; being new, it can learn at a new layer's rate.
     """
 
     def __init__(self, state: Mapping[str, torch.Tensor], in_channels: int = 3) -> None:
         super().__init__()
         stem = state["_conv_stem.weight"]
-        self._conv_stem = SameConv(in_channels, stem.shape[0], stem.shape[-1], stride=2)
+        self._conv_stem = SameConv(stem.shape[1], stem.shape[0], stem.shape[-1], stride=2)
+        self.extra_stem = None
+        if in_channels > stem.shape[1]:
+            self.extra_stem = SameConv(in_channels - stem.shape[1], stem.shape[0], stem.shape[-1], stride=2)
+            nn.init.zeros_(self.extra_stem.weight)
         self._bn0 = nn.BatchNorm2d(stem.shape[0], eps=1e-3, momentum=0.01)
         specs = _block_specs(state)
         self._blocks = nn.ModuleList(MBConv(*spec[1:]) for spec in specs)
@@ -143,11 +148,8 @@ class EfficientNetLiteEncoder(nn.Module):
     def _load(self, state: Mapping[str, torch.Tensor]) -> None:
         own = self.state_dict()
         wanted = {k: v for k, v in state.items() if k in own}
-        stem = wanted.pop("_conv_stem.weight")
-        with torch.no_grad():
-            weight = torch.zeros_like(own["_conv_stem.weight"])
-            weight[:, : stem.shape[1]] = stem
-            wanted["_conv_stem.weight"] = weight
+        if self.extra_stem is not None:
+            wanted["extra_stem.weight"] = own["extra_stem.weight"]  # new: stays at zero
         missing = set(own) - set(wanted)
         if missing:
             raise ValueError(f"EfficientNet-Lite weights lack {sorted(missing)[:3]}")
@@ -162,9 +164,10 @@ class EfficientNetLiteEncoder(nn.Module):
 
     def stem(self, x: torch.Tensor) -> torch.Tensor:
         """Normalise RGB to [-1, 1] (extra planes pass unchanged) and apply the stem."""
-        rgb = x[:, :3] * 2.0 - 1.0
-        x = torch.cat([rgb, x[:, 3:]], dim=1) if x.shape[1] > 3 else rgb
-        return F.relu6(self._bn0(self._conv_stem(x)))
+        y = self._conv_stem(x[:, :3] * 2.0 - 1.0)
+        if self.extra_stem is not None:
+            y = y + self.extra_stem(x[:, 3:])
+        return F.relu6(self._bn0(y))
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.stem(x)
