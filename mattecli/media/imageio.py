@@ -163,6 +163,9 @@ def _encode_cv(suffix: str, image: np.ndarray, params: list[int]) -> np.ndarray:
     return encoded
 
 
+PNG_DEFLATE_LEVEL = 1
+
+
 def encode_image(suffix: str, image: np.ndarray, *, half: bool = False) -> np.ndarray | bytes:
     """The bytes of an image file in the format of ``suffix`` (see :func:`write_image`)."""
     suffix = suffix.lower()
@@ -174,7 +177,9 @@ def encode_image(suffix: str, image: np.ndarray, *, half: bool = False) -> np.nd
         raise ValueError(f"{suffix} takes uint8 or uint16 images, not {image.dtype}")
     params: list[int] = []
     if suffix == ".png":
-        params = [cv2.IMWRITE_PNG_COMPRESSION, 3]
+        # Deflate level 1: a 1080p 16-bit RGBA frame encodes in 0.16 s instead of 1.7 s at level 3,
+        # for files about 11% larger (measured here); at video rates the writer must keep up.
+        params = [cv2.IMWRITE_PNG_COMPRESSION, PNG_DEFLATE_LEVEL]
     elif suffix in (".tif", ".tiff"):
         params = [cv2.IMWRITE_TIFF_COMPRESSION, 5]  # LZW: lossless, read everywhere
     return _encode_cv(suffix, image, params)
