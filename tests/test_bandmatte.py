@@ -164,31 +164,36 @@ def test_exported_graph_is_buildable_by_tensorrt(band_onnx: Path) -> None:
     assert {"Gather", "MatMul", "Conv"} <= ops
 
 
+def _real_frame(shared_data: Path, name: str) -> tuple[Frame, np.ndarray]:
+    path = shared_data / "alphamatting" / "image" / f"{name}.png"
+    trimap = read_gray(shared_data / "alphamatting" / "trimap" / f"{name}.png")
+    return Frame(0, name, read_image(path), path), trimap
+
+
+def _matte(engine, frame: Frame, trimap: np.ndarray, cells: str = "band"):  # noqa: ANN001, ANN202
+    """``mattecli run``'s per-frame work (fusion, foreground) with a band model on ``engine``."""
+    matter = FrameMatter(
+        engine,
+        tiles=TileOptions(size=None),
+        tta="none",
+        fusion=True,
+        want_foreground=True,
+        clock=StageClock(),
+        band_cells=cells,  # type: ignore[arg-type]
+    )
+    return matter(frame, trimap)
+
+
 @pytest.mark.parametrize("engine", ["ort", "torch"])
 def test_run_band_equals_whole_frame_on_a_real_photo(shared_data: Path, band_onnx: Path, engine: str) -> None:
     """Through the frame pipeline: band cells only vs every cell, final alpha and foreground."""
-    name = "GT12"
-    rgb = read_image(shared_data / "alphamatting" / "image" / f"{name}.png")
-    trimap = read_gray(shared_data / "alphamatting" / "trimap" / f"{name}.png")
+    frame, trimap = _real_frame(shared_data, "GT12")
     if engine == "ort":
         opened = open_engine("ort", band_onnx)
     else:
         opened = ModelEngine(inference_model("bandmatte-lite0", _randomised()), Device("cpu"))
-
-    def matte(cells: str) -> tuple[np.ndarray, np.ndarray | None]:
-        matter = FrameMatter(
-            opened,
-            tiles=TileOptions(size=None),
-            tta="none",
-            fusion=True,
-            want_foreground=True,
-            clock=StageClock(),
-            band_cells=cells,  # type: ignore[arg-type]
-        )
-        return matter(Frame(0, name, rgb, shared_data / "alphamatting" / "image" / f"{name}.png"), trimap)
-
-    band_alpha, band_fg = matte("band")
-    whole_alpha, whole_fg = matte("all")
+    band_alpha, band_fg = _matte(opened, frame, trimap, "band")
+    whole_alpha, whole_fg = _matte(opened, frame, trimap, "all")
     unknown = trimap == 128
     assert np.abs(band_alpha - whole_alpha)[unknown].max() < 1e-5
     assert band_fg is not None and whole_fg is not None
@@ -215,25 +220,10 @@ class _CappedCells:
 
 
 def test_cells_beyond_an_engines_cap_go_in_several_calls(shared_data: Path, band_onnx: Path) -> None:
-    name = "GT20"
-    rgb = read_image(shared_data / "alphamatting" / "image" / f"{name}.png")
-    trimap = read_gray(shared_data / "alphamatting" / "trimap" / f"{name}.png")
-    frame = Frame(0, name, rgb, shared_data / "alphamatting" / "image" / f"{name}.png")
+    frame, trimap = _real_frame(shared_data, "GT20")
     engine = open_engine("ort", band_onnx)
     capped = _CappedCells(engine, cap=100)
-
-    def matte(which) -> np.ndarray:  # noqa: ANN001
-        matter = FrameMatter(
-            which,
-            tiles=TileOptions(size=None),
-            tta="none",
-            fusion=True,
-            want_foreground=False,
-            clock=StageClock(),
-        )
-        return matter(frame, trimap)[0]
-
-    whole = matte(engine)
-    split = matte(capped)
+    whole, _ = _matte(engine, frame, trimap)
+    split, _ = _matte(capped, frame, trimap)
     assert len(capped.calls) > 2 and max(capped.calls) <= 100
     assert np.abs(split - whole).max() < 1e-5

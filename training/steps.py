@@ -323,32 +323,11 @@ class AlphaGANStep(TrainingStep):
         return {**_floats(g_terms), **{f"d_{k}": v for k, v in _floats(d_terms).items()}}
 
 
+_FBA_TERMS = ("l1_alpha", "comp_alpha", "grad_alpha", "lap_alpha", "l1_fb", "lap_fb", "comp_fb", "excl_fb")
 # The loss terms each architecture logs, in log order ("total" is what the optimiser minimises).
 TERMS: dict[str, tuple[str, ...]] = {
-    "band": (
-        "l1_alpha",
-        "comp_alpha",
-        "grad_alpha",
-        "lap_alpha",
-        "l1_fb",
-        "lap_fb",
-        "comp_fb",
-        "excl_fb",
-        "coarse_alpha",
-        "coarse_fb",
-        "total",
-    ),
-    "fba": (
-        "l1_alpha",
-        "comp_alpha",
-        "grad_alpha",
-        "lap_alpha",
-        "l1_fb",
-        "lap_fb",
-        "comp_fb",
-        "excl_fb",
-        "total",
-    ),
+    "band": (*_FBA_TERMS, "coarse_alpha", "coarse_fb", "total"),
+    "fba": (*_FBA_TERMS, "total"),
     "gfm": (
         "glance",
         "focus_alpha",

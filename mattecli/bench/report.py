@@ -93,20 +93,19 @@ class BenchReport:
         return result
 
     def _fps_ratio(self) -> Target:
-        name, goal = f"fps (c) / (a), {TARGET_RESOLUTION}", f">= {FPS_RATIO_MIN:g}x"
-        a, c = self._measured(TARGET_RESOLUTION, "a"), self._measured(TARGET_RESOLUTION, "c")
-        if isinstance(a, str) or isinstance(c, str):
-            return _not_measured(name, goal, a if isinstance(a, str) else c)
-        ratio = c.fps / a.fps  # type: ignore[operator]
-        return Target(name, goal, ratio, f"{ratio:.2f}x", ratio >= FPS_RATIO_MIN)
+        return self._speedup_over("a", FPS_RATIO_MIN)
 
     def _closed_form_ratio(self) -> Target:
-        name, goal = f"fps (c) / (d), {TARGET_RESOLUTION}", f">= {CLOSED_FORM_RATIO_MIN:g}x"
-        d, c = self._measured(TARGET_RESOLUTION, "d"), self._measured(TARGET_RESOLUTION, "c")
-        if isinstance(d, str) or isinstance(c, str):
-            return _not_measured(name, goal, d if isinstance(d, str) else c)
-        ratio = c.fps / d.fps  # type: ignore[operator]
-        return Target(name, goal, ratio, f"{ratio:.1f}x", ratio >= CLOSED_FORM_RATIO_MIN)
+        return self._speedup_over("d", CLOSED_FORM_RATIO_MIN)
+
+    def _speedup_over(self, method: str, minimum: float) -> Target:
+        """fps of (c) over ``method``'s at the target resolution, against ``minimum``."""
+        name, goal = f"fps (c) / ({method}), {TARGET_RESOLUTION}", f">= {minimum:g}x"
+        other, c = self._measured(TARGET_RESOLUTION, method), self._measured(TARGET_RESOLUTION, "c")
+        if isinstance(other, str) or isinstance(c, str):
+            return _not_measured(name, goal, other if isinstance(other, str) else c)
+        ratio = c.fps / other.fps  # type: ignore[operator]
+        return Target(name, goal, ratio, f"{ratio:.2f}x", ratio >= minimum)
 
     def _fps(self, resolution: str) -> Target:
         """An absolute figure: it holds for this machine only (the report names the machine)."""
