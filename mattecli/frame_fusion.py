@@ -5,6 +5,12 @@ At the pixels whose output the network decides, FBA fusion (when on) and then th
 other pixel, the trimap's alpha and the image's colour, which is exactly what fusion followed by
 those rules gives there. So the predictor need only compute :meth:`FrameFusion.decided_pixels`,
 and a frame costs in proportion to its unknown band.
+
+Colour range: the network and fusion work on the image clipped to [0, 1] (the range every network
+was trained on), but where the foreground *is* the image (the definite foreground, pixels whose
+fused alpha is 1, pixels no network output reaches) it is the image as decoded, so a float EXR
+plate's values above 1 and below 0 reach an EXR output unchanged. Integer images are in [0, 1]
+already, so for them the two are the same numbers.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import numpy as np
 
 from mattecli.fusion import fba_fusion, impose_known_colours, impose_trimap
 from mattecli.inputs import unit_rgb
+from mattecli.media.frame import to_float
 from mattecli.preprocess import definite_regions
 from mattecli.tiling import PixelSet
 
@@ -61,19 +68,22 @@ class FrameFusion:
         height: int,
         width: int,
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Alpha (H x W) and foreground (H x W x 3, or None) in [0, 1], float32.
+        """Alpha (H x W, in [0, 1]) and foreground (H x W x 3, or None), float32.
 
-        ``values`` are the network's N x C outputs at ``pixels``. ``image`` (H x W x 3, any
-        dtype) and ``trimap`` are on the grid of ``pixels``; the results are cut to ``height`` x
-        ``width`` and are new arrays (they go to the writer).
+        The foreground is the network's (fused) colour, in [0, 1], where the network decides it,
+        and the image as decoded (a float plate's values outside [0, 1] kept) where the image is
+        the answer: see the module docstring. ``values`` are the network's N x C outputs at
+        ``pixels``. ``image`` (H x W x 3, any dtype) and ``trimap`` are on the grid of ``pixels``;
+        the results are cut to ``height`` x ``width`` and are new arrays (they go to the writer).
         """
         if trimap is None:
             alpha = np.zeros(pixels.shape, dtype=np.float32)
         else:
             alpha = definite_regions(trimap)[1].astype(np.float32)
-        fg_out = unit_rgb(image) if self.returns_foreground else None
+        fg_out = _own_copy(to_float(image), image) if self.returns_foreground else None
         if len(pixels):
-            colour = unit_rgb(image.reshape(-1, image.shape[-1])[pixels.index])
+            plate = to_float(image.reshape(-1, image.shape[-1])[pixels.index])
+            colour = unit_rgb(plate)  # what the network saw
             a = values["alpha"][:, 0]
             fg, bg = values.get("foreground"), values.get("background")
             if self.fusion:
@@ -82,7 +92,7 @@ class FrameFusion:
             if trimap is not None:
                 a = impose_trimap(a, pixels.gather(trimap))
                 if fg is not None and bg is not None:
-                    fg, _ = impose_known_colours(colour, a, fg, bg)
+                    fg, _ = impose_known_colours(plate, a, fg, bg)  # only fg is kept: the plate's own
             pixels.scatter(a, alpha)
             if fg_out is not None and fg is not None:
                 fg_out.reshape(-1, 3)[pixels.index] = fg
@@ -90,3 +100,9 @@ class FrameFusion:
         if fg_out is not None:
             fg_out = np.ascontiguousarray(fg_out[:height, :width])
         return alpha, fg_out
+
+
+def _own_copy(array: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """``array``, copied if it is ``source``'s memory: a float32 frame converts to itself, and the
+    foreground written into here goes to the writer while the frame may still be in use."""
+    return array.copy() if np.may_share_memory(array, source) else array

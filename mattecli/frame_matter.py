@@ -90,7 +90,7 @@ class FrameMatter:
         self._fill = timed(clock, "fusion", self._filled)
 
     def __call__(self, frame: Frame, trimap: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
-        """Alpha (H x W) and foreground (H x W x 3, or None) in [0, 1], float32."""
+        """Alpha (H x W) and foreground (H x W x 3, or None), float32; see :class:`FrameFusion`."""
         height, width = frame.height, frame.width
         if self.tta == "none" and self.refine is None:
             inputs = self._inputs(frame.image, trimap)
@@ -102,7 +102,7 @@ class FrameMatter:
         whole = self._views(self.predict, image, trimap, self.tta, self.contract.size_multiple)
         pixels = self._select(None, trimap, (height, width), height, width)
         values = self._gather(whole, pixels)
-        return self._fuse(image, trimap, pixels, values, height, width)
+        return self._fuse(frame.image, trimap, pixels, values, height, width)  # the plate's own colour
 
     def predict(self, image: np.ndarray, trimap: np.ndarray | None) -> dict[str, np.ndarray]:
         """The network's outputs for one view of the frame (C x H x W, cropped to the view).

@@ -78,7 +78,9 @@ def impose_known_colours(
     """F := image where α = 1 and B := image where α = 0 (the reference demo's final step).
 
     Where a pixel is fully opaque (or fully transparent) the image *is* its foreground (background),
-    so the observed colour beats the network's estimate. Returns (fg, bg).
+    so the observed colour beats the network's estimate. Returns (fg, bg). ``image`` may be the
+    plate as decoded rather than clipped to [0, 1]: its values are copied as they are, so a float
+    plate's highlights survive where it is the answer.
     """
     opaque = (alpha == 1.0)[..., None]
     clear = (alpha == 0.0)[..., None]

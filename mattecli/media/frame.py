@@ -14,7 +14,8 @@ class Frame:
 
     ``image`` keeps the precision it was decoded at (uint8, uint16 for 10/12/16-bit sources, or
     float32 for EXR) so that nothing is lost before the pipeline decides what it needs;
-    :meth:`to_float` gives the float32 [0, 1] view that models and metrics use.
+    :meth:`to_float` gives it as float32 (integers scaled to [0, 1], float values as stored);
+    networks see that clipped to [0, 1] (:func:`mattecli.inputs.unit_rgb`).
     """
 
     # Frame number. Video: 0-based position in presentation order. Numbered image sequence
