@@ -1,6 +1,7 @@
 """Pixel maths for outputs: quantisation, premultiplication, compositing over a colour or an image.
 
-Everything here works on float32 arrays in [0, 1] (alpha H x W, colour H x W x 3). Compositing is
+Everything here works on float32 arrays (alpha H x W in [0, 1], colour H x W x 3, in [0, 1] except a
+float plate's own out-of-range values, which integer formats clip on quantisation). Compositing is
 done on the stored image values (the sRGB-encoded numbers of a PNG or a decoded video), as matting
 tools and papers do; a compositor who wants linear-light blending should take the EXR outputs.
 """

@@ -171,8 +171,9 @@ class Sinks:
     def write(self, frame: Frame, alpha: np.ndarray, foreground: np.ndarray | None = None) -> None:
         """Write every output of one frame.
 
-        ``alpha``: float32 H x W in [0, 1]. ``foreground``: float32 H x W x 3 in [0, 1], or None
-        to use the source frame's colour.
+        ``alpha``: float32 H x W in [0, 1]. ``foreground``: float32 H x W x 3, or None to use the
+        source frame's colour; in [0, 1] except where a float (EXR) plate's own values pass through
+        (integer formats clip them, EXR keeps them).
         """
         h, w = frame.height, frame.width
         if alpha.shape != (h, w) or (foreground is not None and foreground.shape != (h, w, 3)):
