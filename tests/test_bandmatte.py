@@ -227,3 +227,29 @@ def test_cells_beyond_an_engines_cap_go_in_several_calls(shared_data: Path, band
     split, _ = _matte(capped, frame, trimap)
     assert len(capped.calls) > 2 and max(capped.calls) <= 100
     assert np.abs(split - whole).max() < 1e-5
+
+
+def test_a_training_step_on_real_samples(shared_data: Path) -> None:
+    """The band step trains the whole-frame computation: encoder at a fifth of the rate, new layers at 2x."""
+    from training.config import OptimizerConfig
+    from training.data.datasets import BackgroundSet, ImageAlphaDataset
+    from training.data.recipes import TrainingSamples, band_recipe
+    from training.steps import BAND_ENCODER_LR_SCALE, BAND_HEAD_LR_SCALE, collate, make_step, to_batch
+
+    items = ImageAlphaDataset(
+        shared_data / "alphamatting" / "image", shared_data / "alphamatting" / "alpha", names=["GT01", "GT02"]
+    )
+    recipe = band_recipe(crop_sizes=(128,), scale_alternation=False)
+    samples = TrainingSamples(items, BackgroundSet(shared_data / "backgrounds"), recipe, seed=0)
+    model = random_model("bandmatte-lite0").model
+    step = make_step(model, OptimizerConfig(name="radam", lr=1e-3))
+    step.set_lr_factor(1.0)
+    rates = sorted(group["lr"] for group in step.optimizers["main"].param_groups)
+    assert rates == pytest.approx([1e-3 * BAND_ENCODER_LR_SCALE, 1e-3 * BAND_HEAD_LR_SCALE])
+    arrays = collate(model.contract, [samples.sample(0), samples.sample(1)])
+    assert arrays["input:band_coarse"].shape == (2, 11, 32, 32)
+    assert arrays["input:band_pixels"].shape == (2, 5, 128, 128)
+    before = model.network.refiner.layers[0].weight.detach().clone()
+    terms = step.train_step(to_batch(arrays, torch.device("cpu")))
+    assert all(np.isfinite(v) for v in terms.values()) and terms["coarse_alpha"] > 0
+    assert not torch.equal(model.network.refiner.layers[0].weight, before)

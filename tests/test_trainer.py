@@ -232,7 +232,11 @@ def test_paper_configs_hold_the_papers_numbers() -> None:
     assert gan.optimizer.betas == gan.gan.optimizer.betas == (0.5, 0.999)
 
 
-CPU_CONFIGS = ("default-model", *(f"cpu-smoke-{a}" for a in ("fba", "gfm", "lsa", "alphagan", "adamatting")))
+CPU_CONFIGS = (
+    "bandmatte",
+    "default-model",
+    *(f"cpu-smoke-{a}" for a in ("fba", "gfm", "lsa", "alphagan", "adamatting")),
+)
 
 
 @pytest.mark.parametrize("name", CPU_CONFIGS)
@@ -254,6 +258,17 @@ def test_the_default_model_config(shared_data: Path) -> None:
     assert config.validation.trimap == shared_data / "alphamatting" / "trimap"
     assert config.validation.every == 1 and config.validation.max_side == 0
     assert config.sample_sizes() == {320} and config.optimizer.name == "radam"
+
+
+def test_the_band_default_model_config(shared_data: Path) -> None:
+    """The shipped band model: same data and held-out split as the slim FBA it replaced, wide trimaps."""
+    band = load_config(CONFIGS / "bandmatte.toml")
+    slim = load_config(CONFIGS / "default-model.toml")
+    assert band.model == "bandmatte-lite0" and band.data.recipe == "band"
+    assert (band.data.holdout, band.data.holdout_seed) == (slim.data.holdout, slim.data.holdout_seed)
+    assert band.data.pseudo_labels == slim.data.pseudo_labels
+    assert band.sample_sizes() == {384} and band.recipe().max_side == 1024
+    assert band.validation.trimap == shared_data / "alphamatting" / "trimap"
 
 
 # --- data and batches -----------------------------------------------------------------------------
