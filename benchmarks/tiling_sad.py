@@ -139,7 +139,7 @@ def measure(engine: Engine, items: list[Triplet], planned: list[Measured]) -> tu
                 measured.sad[item.name] = sad(prediction.alpha, item.alpha, item.trimap)
                 measured.seconds[item.name] = prediction.seconds
                 progress.advance(task)
-    return whole, matters[0][1].fusion
+    return whole, matters[0][1].fusion.fusion
 
 
 def deltas(measured: Measured, whole: Measured) -> dict[str, float]:

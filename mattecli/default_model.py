@@ -1,8 +1,10 @@
 """The model the package ships, so `mattecli run` works with no --model, no GPU and no download.
 
-It is an FBA network (ResNet-18 encoder, every channel count halved) that this project trained on
-its own data (``training/configs/default-model.toml``), exported to one ONNX file with its
-contract and training facts (held-out images, validation scores) in the metadata. Replacing it is
+It is a band model (``bandmatte-lite0``: an ImageNet-pretrained EfficientNet-Lite0 coarse pass once
+per frame, full-resolution refinement only on the trimap's unknown band, FBA's alpha/F/B outputs and
+fusion) that this project trained on its own data (``training/configs/bandmatte.toml``), exported to
+one ONNX file with its contract and training facts (held-out images, validation scores) in the
+metadata. The previous default, ``fba-resnet18-slim``, stays in the registry. Replacing it is
 a matter of passing ``--model`` (README, "Replacing the default model").
 """
 
