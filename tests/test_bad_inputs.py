@@ -201,7 +201,7 @@ def test_another_shots_trimaps_are_refused(tmp_path: Path, photo: tuple[np.ndarr
     ("options", "code", "message"),
     [
         (["--start", "5", "--end", "2"], EXIT_BAD_INPUT, "ends (2) before it starts (5)"),
-        (["--tile", "8", "--context", "40"], EXIT_BAD_INPUT, "tile 8 leaves no room"),
+        (["--tile", "8", "--context", "40"], EXIT_BAD_INPUT, "leaves no room for 2 x context 40"),
         (["--composite", "#zzzzzz"], EXIT_BAD_INPUT, "#zzzzzz: not a colour"),
         (["--fps", "abc"], EXIT_BAD_INPUT, "is not a frame rate"),
         (["--every", "0"], EXIT_USAGE, "--every"),  # Typer's own range check: usage, exit 2
