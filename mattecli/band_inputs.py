@@ -78,6 +78,16 @@ class BandGeometry:
 DEFAULT_GEOMETRY = BandGeometry()
 
 
+def _unit_range(rgb: np.ndarray) -> np.ndarray:
+    """Float pixels clipped to [0, 1], the range the network was trained on (an EXR plate may exceed it).
+
+    Integer pixels pass unchanged: they are scaled by their dtype's maximum where they are used.
+    """
+    if np.issubdtype(rgb.dtype, np.integer):
+        return rgb
+    return np.clip(rgb, 0.0, 1.0)
+
+
 def interpolation_matrix(geometry: BandGeometry = DEFAULT_GEOMETRY) -> np.ndarray:
     """window × A float32 matrix R: the window's upsampled rows are R @ (the A gathered coarse rows).
 
@@ -116,7 +126,7 @@ def coarse_input(
     if height % s or width % s:
         raise ValueError(f"frame {height}x{width} is not a multiple of the coarse scale {s}")
     size = (width // s, height // s)
-    small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+    small = cv2.resize(_unit_range(rgb), size, interpolation=cv2.INTER_AREA).astype(np.float32)
     if np.issubdtype(rgb.dtype, np.integer):
         small *= np.float32(1.0 / np.iinfo(rgb.dtype).max)
     fg = cv2.resize((trimap == 255).astype(np.float32), size, interpolation=cv2.INTER_AREA)
@@ -182,7 +192,7 @@ def patch_input(
     rows = _window_indices(cells, 0, height, geometry)[:, :, None]
     cols = _window_indices(cells, 1, width, geometry)[:, None, :]
     out = np.empty((len(cells), PATCH_CHANNELS, geometry.window, geometry.window), dtype=np.float32)
-    pixels = rgb[rows, cols]  # P × window × window × 3
+    pixels = _unit_range(rgb[rows, cols])  # P × window × window × 3
     scale = np.float32(1.0 / np.iinfo(rgb.dtype).max) if np.issubdtype(rgb.dtype, np.integer) else 1.0
     np.multiply(pixels.transpose(0, 3, 1, 2), np.float32(scale), out=out[:, 0:3], casting="unsafe")
     tri = trimap[rows, cols]
