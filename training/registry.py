@@ -427,10 +427,17 @@ def _golden_weights(network: nn.Module, seed: int) -> None:
 
 
 def _randomise_refiner(network: nn.Module) -> None:
-    """Small random weights in a band model's refiner, so its per-cell work shows in every output."""
+    """Random weights in a band model's refiner and coarse head, so the outputs vary over their range.
+
+    The refiner corrects alpha per cell; F and B come from the coarse head, whose default
+    initialisation leaves them near a constant 0.5.
+    """
     with torch.no_grad():
         for parameter in network.refiner.parameters():
             parameter.normal_(0.0, 0.15)
+        for parameter in network.coarse.head.parameters():
+            parameter.normal_(0.0, 0.03)  # alpha and hidden planes: larger weights saturate the clamp
+            parameter[1:7].normal_(0.0, 0.12)  # F and B go through a sigmoid: these may be larger
 
 
 def _calibrate_batch_norm(model: InferenceModel, seed: int) -> None:
