@@ -36,7 +36,6 @@ from mattecli.failures import input_failure
 from mattecli.frame_matter import FrameMatter
 from mattecli.media.frame import Frame
 from mattecli.media.sinks import OutputSpec
-from mattecli.media.trimaps import TrimapIndex
 from mattecli.run_inputs import (
     RunInput,
     check_outputs,
@@ -45,11 +44,11 @@ from mattecli.run_inputs import (
     open_input,
     output_stub,
     sinks_for,
-    warn_trimaps,
 )
 from mattecli.run_options import RunOptions, check_options
 from mattecli.stage_timing import timed
 from mattecli.summary import Reporter, RunSummary, StageClock
+from mattecli.trimap_sources import FileTrimaps, TrimapSource
 from mattecli.writer_thread import BackgroundWriter
 
 
@@ -63,7 +62,7 @@ class _Current:
 def _run_input(
     item: RunInput,
     output: OutputSpec,
-    trimaps: TrimapIndex | None,
+    trimaps: TrimapSource | None,
     options: RunOptions,
     make_matter: Callable[[StageClock], FrameMatter],
     reporter: Reporter,
@@ -78,15 +77,22 @@ def _run_input(
     try:
         with sinks_for(output, source) as sinks:
             start = options.start
+            if trimaps is not None:
+                trimaps.begin_input(item.frames)
+            recompute = False  # a resumed stateful run computes complete frames again, to carry its state
             if options.resume and item.frames:
                 # Frames before the first incomplete one are not even decoded; later complete
                 # frames (a run killed out of order) are skipped as they come.
                 complete = (sinks.is_complete(output_stub(*f, source.path)) for f in item.frames)
                 first = next((k for k, done in enumerate(complete) if not done), len(item.frames))
-                summary.frames_skipped = first
                 if first == len(item.frames):
+                    summary.frames_skipped = first
                     return
                 start = item.frames[first][1]  # on the --every stride, so the same frames are selected
+                if trimaps is not None and (restart := trimaps.restart_index(start)) != start:
+                    start, recompute = restart, True
+                    first = next(k for k, (_, index) in enumerate(item.frames) if index == restart)
+                summary.frames_skipped = first
             reporter.input_started(summary, summary.frames_total, summary.frames_skipped)
 
             def store(frame: Frame, alpha: np.ndarray, fg: np.ndarray | None) -> None:
@@ -107,7 +113,7 @@ def _run_input(
                 summary.frames_written += 1
                 reporter.advance()
 
-            load_trimap = None if trimaps is None else timed(clock, "preprocess", trimaps.load)
+            load_trimap = None if trimaps is None else timed(clock, "preprocess", trimaps.trimap)
             with (
                 decoded_frames(
                     source, start, options.end, options.every, ahead=options.prefetch, clock=clock
@@ -116,15 +122,16 @@ def _run_input(
             ):
                 for frame in frames:
                     current.index = frame.index
-                    if options.resume and sinks.is_complete(frame):
+                    if options.resume and not recompute and sinks.is_complete(frame):
                         summary.frames_skipped += 1
                         reporter.advance()
                         continue
                     trimap = None
                     if load_trimap is not None:
-                        shape = (frame.height, frame.width)
-                        trimap = load_trimap(frame.name, frame.index, shape, resize=options.resize_trimaps)
+                        trimap = load_trimap(frame, resize=options.resize_trimaps)
                     alpha, fg = matter(frame, trimap)
+                    if trimaps is not None:
+                        trimaps.observe(frame, alpha)
                     writer.submit(frame, alpha, fg)
                 current.index = None  # a failure while finishing the outputs is not one frame's
                 current.finishing = True
@@ -145,7 +152,7 @@ def run_pipeline(
     engine: Engine,
     output: OutputSpec,
     *,
-    trimap_spec: Path | None = None,
+    trimap_spec: Path | TrimapSource | None = None,
     options: RunOptions | None = None,
     reporter: Reporter | None = None,
     debug: bool = False,
@@ -155,13 +162,14 @@ def run_pipeline(
     Raises :class:`InputError` before any frame is processed for problems of the whole run
     (options, trimaps, colliding outputs); failures of single inputs are in the summary. Raises
     :class:`mattecli.errors.InternalError` for a failure that is a bug, after printing its
-    traceback. ``debug`` prints the traceback of every recorded failure too.
+    traceback. ``debug`` prints the traceback of every recorded failure too. ``trimap_spec`` is a
+    folder of trimaps (or one trimap for all frames), or any :class:`TrimapSource`.
     """
     options = options or RunOptions()
     reporter = reporter or Reporter()
     contract = engine.contract
     fusion = check_options(contract, output, options, trimap_spec is not None)
-    trimaps = TrimapIndex.open(trimap_spec) if trimap_spec is not None else None
+    trimaps = FileTrimaps.open(trimap_spec) if isinstance(trimap_spec, Path) else trimap_spec
     want_foreground = bool(
         output.foreground or output.composite is not None or (output.video and output.video_content == "rgba")
     )
@@ -201,11 +209,10 @@ def run_pipeline(
         check_outputs(opened, output)
         if trimaps is not None:
             check_trimaps(opened, trimaps)
-        warned: set[Path] = set()
         for item in items:
             if item.source is not None:
                 _run_input(item, output, trimaps, options, make_matter, reporter, debug)
                 if trimaps is not None:
-                    warn_trimaps(trimaps, warned, reporter)
+                    trimaps.warn(reporter)
             reporter.input_finished(item.summary)
     return summary

@@ -23,13 +23,11 @@ from mattecli.media.imageio import is_image_file
 from mattecli.media.naming import video_name
 from mattecli.media.sinks import OutputSpec, Sinks
 from mattecli.media.sources import Source, open_source, selected
-from mattecli.media.trimaps import TrimapIndex
 from mattecli.media.video_writer import video_suffix
 from mattecli.run_options import RunOptions
-from mattecli.summary import InputSummary, Reporter
+from mattecli.summary import InputSummary
+from mattecli.trimap_sources import TrimapSource
 
-# How many trimap file names a warning lists.
-NAMES_SHOWN = 3
 _NO_PIXELS = np.empty((0, 0, 3), dtype=np.uint8)
 _GLOB = re.compile(r"[*?[]")
 
@@ -124,23 +122,6 @@ def check_outputs(items: list[RunInput], output: OutputSpec) -> None:
                 )
 
 
-def check_trimaps(items: list[RunInput], trimaps: TrimapIndex) -> None:
+def check_trimaps(items: list[RunInput], trimaps: TrimapSource) -> None:
     """Every frame of every input has its trimap (one check, so names of all inputs are known)."""
     trimaps.check(frame for item in items for frame in item.frames or ())
-
-
-def warn_trimaps(trimaps: TrimapIndex, warned: set[Path], reporter: Reporter) -> None:
-    """One line per input about trimaps that were not clean 0/128/255 or had no definite region."""
-    new = [path for path in trimaps.remapped if path not in warned]
-    if new:
-        shown = ", ".join(f"{p.name} ({trimaps.remapped[p]} px)" for p in new[:NAMES_SHOWN])
-        more = f" and {len(new) - NAMES_SHOWN} more" if len(new) > NAMES_SHOWN else ""
-        reporter.warn(
-            f"{len(new)} trimap(s) had values other than 0/128/255 (anti-aliased or resized), "
-            f"quantised with thresholds 85 and 170: {shown}{more}"
-        )
-    empty = [path for path in sorted(trimaps.all_unknown) if path not in warned]
-    if empty:
-        shown = ", ".join(p.name for p in empty[:NAMES_SHOWN])
-        reporter.warn(f"{len(empty)} trimap(s) are unknown everywhere (no definite region): {shown}")
-    warned.update(new, empty)
