@@ -175,3 +175,93 @@ def test_help_has_an_example(cli: CliRunner) -> None:
     result = cli.invoke(app, ["eval", "--help"])
     assert result.exit_code == 0
     assert "Example" in result.stdout and "--trimap-dir" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def short_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 5-frame demo clip (mattecli sample) with its ground truth."""
+    directory = tmp_path_factory.mktemp("clip") / "demo"
+    args = ["sample", str(directory), "--frames", "5", "--width", "160", "--height", "96"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return directory
+
+
+def _flickering_predictions(clip: Path, folder: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Ground truth 8 levels too high on odd frames (a flicker), saturating at 255."""
+    gts, preds = [], []
+    for index in range(5):
+        name = f"clip.{index:06d}.png"
+        gt = read_gray(clip / "alpha" / name)
+        pred = np.clip(gt.astype(np.int16) + 8 * (index % 2), 0, 255).astype(np.uint8)
+        write_image(folder / name, pred)
+        gts.append(gt / 255.0)
+        preds.append(pred / 255.0)
+    return preds, gts
+
+
+def test_temporal_scores_a_flickering_clip(cli: CliRunner, short_clip: Path, tmp_path: Path) -> None:
+    preds, gts = _flickering_predictions(short_clip, tmp_path / "pred")
+    args = ["eval", str(tmp_path / "pred"), str(short_clip / "alpha"), "-t", str(short_clip / "trimaps")]
+    result = cli.invoke(app, [*args, "--temporal", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["count"] == 5 and len(report["images"]) == 5  # the per-image metrics are still there
+    temporal = report["temporal"]
+    assert temporal["count"] == 1 and temporal["flow"]["source"] == "ground-truth alpha"
+    assert "DIS" in temporal["flow"]["method"]
+    clip = temporal["clips"]["clip"]
+    assert (clip["first"], clip["last"], clip["frames"]) == (0, 4, 5)
+    # Independent of the module: the RMS of the error in the frame-to-frame change, x 100.
+    expected = np.mean(
+        [
+            100 * np.sqrt(np.mean(((preds[t] - preds[t - 1]) - (gts[t] - gts[t - 1])) ** 2))
+            for t in range(1, 5)
+        ]
+    )
+    assert clip["dtssd"] == pytest.approx(expected, rel=1e-12)
+    assert 2.5 < clip["dtssd"] < 8 / 255 * 100  # saturated (opaque) pixels cannot flicker upwards
+    assert clip["messddt"] > 0
+    assert temporal["mean"] == {"dtssd": clip["dtssd"], "messddt": clip["messddt"]}
+
+    table = cli.invoke(app, [*args, "--temporal"])
+    assert table.exit_code == 0, table.output
+    assert "Temporal coherence" in table.stdout and "dtSSD" in table.stdout and "0-4" in table.stdout
+
+
+def test_temporal_ground_truth_against_itself_with_flow_from_images_and_video(
+    cli: CliRunner, short_clip: Path
+) -> None:
+    alpha = str(short_clip / "alpha")
+    for source, named in (
+        (short_clip / "foreground", "images named like"),
+        (short_clip / "clip.mp4", "video"),
+    ):
+        result = cli.invoke(
+            app, ["eval", alpha, alpha, "--region", "all", "--temporal", "--flow-from", str(source), "--json"]
+        )
+        assert result.exit_code == 0, result.output
+        temporal = json.loads(result.stdout)["temporal"]
+        assert named in temporal["flow"]["source"] and str(source) in temporal["flow"]["source"]
+        assert temporal["mean"] == {"dtssd": 0.0, "messddt": 0.0}
+
+
+def test_temporal_refuses_clips_with_gaps_or_without_numbers(
+    cli: CliRunner, short_clip: Path, tmp_path: Path
+) -> None:
+    gaps = tmp_path / "gaps"
+    gaps.mkdir()
+    for index in (0, 1, 3):
+        shutil.copy(short_clip / "alpha" / f"clip.{index:06d}.png", gaps / f"clip.{index:06d}.png")
+    result = cli.invoke(app, ["eval", str(gaps), str(gaps), "--region", "all", "--temporal"])
+    _assert_clean_failure(result, "clip 'clip' is not consecutive", "1 -> 3")
+    single = cli.invoke(
+        app, ["eval", str(gaps / "clip.000000.png"), str(gaps), "--region", "all", "--temporal"]
+    )
+    _assert_clean_failure(single, "single frame")
+    named = tmp_path / "named"
+    write_image(named / "left.png", np.zeros((4, 4), np.uint8))
+    result = cli.invoke(app, ["eval", str(named), str(named), "--region", "all", "--temporal"])
+    _assert_clean_failure(result, "--temporal needs a frame number", "left.png")
+    lone = cli.invoke(app, ["eval", str(named), str(named), "--region", "all", "--flow-from", str(named)])
+    _assert_clean_failure(lone, "--flow-from is for --temporal")

@@ -8,6 +8,8 @@ benchmark never dies on its last image because of a typo in a file name.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -41,6 +43,84 @@ class _Item:
     trimap: Path | None
     pred_fg: Path | None
     gt_fg: Path | None
+
+
+# A frame name: the clip's name, an optional separator, the frame number (clip.000012, shot_0042, 0007).
+_FRAME_NAME = re.compile(r"(.*?)[._-]?(\d+)")
+
+
+@dataclass(frozen=True, slots=True)
+class _Clip:
+    """The consecutive frames of one clip, in frame order, for the temporal metrics."""
+
+    name: str
+    numbers: list[int]
+    items: list[_Item]
+
+
+def _clips(items: list[_Item]) -> list[_Clip]:
+    """Group the paired images into clips by the name before their frame number; refuse gaps.
+
+    dtSSD and MESSDdt compare frame t with frame t-1, so a clip must be consecutive frames:
+    a missing frame would silently compare frames two steps apart.
+    """
+    groups: dict[str, list[tuple[int, _Item]]] = {}
+    for item in items:
+        match = _FRAME_NAME.fullmatch(item.name)
+        if match is None:
+            raise InputError(
+                "--temporal needs a frame number at the end of every name",
+                path=item.gt,
+                hint="name frames like clip.000012.png (what mattecli run and mattecli sample write)",
+            )
+        groups.setdefault(match.group(1) or item.gt.parent.name, []).append((int(match.group(2)), item))
+    clips = []
+    for name, frames in sorted(groups.items()):
+        frames.sort(key=lambda frame: frame[0])
+        numbers = [number for number, _ in frames]
+        if len(frames) < 2:
+            raise InputError(
+                f"clip '{name}' has a single frame, but temporal metrics compare consecutive frames",
+                path=frames[0][1].gt,
+                hint="give at least two consecutive frames per clip, or leave out --temporal",
+            )
+        if breaks := [(a, b) for a, b in zip(numbers, numbers[1:], strict=False) if b != a + 1]:
+            shown = ", ".join(f"{a} -> {b}" for a, b in breaks[:MISSING_SHOWN])
+            raise InputError(
+                f"clip '{name}' is not consecutive (frame numbers jump {shown})",
+                path=frames[0][1].gt.parent,
+                hint="temporal metrics compare frame t with t-1; give every frame of the range once",
+            )
+        clips.append(_Clip(name, numbers, [item for _, item in frames]))
+    return clips
+
+
+def _flow_frames(flow_from: Path, clips: list[_Clip]) -> dict[str, Path] | None:
+    """Check ``--flow-from`` before scoring: a folder named like the ground truth, or one clip's video.
+
+    Returns the folder's images by name, or None for a video (decoded while scoring).
+    """
+    from mattecli.media.imageio import images_by_stem
+
+    if flow_from.is_dir():
+        images = images_by_stem(flow_from, "flow image")
+        names = [item.name for clip in clips for item in clip.items]
+        if absent := [name for name in names if name not in images]:
+            raise InputError(
+                "cannot pair the inputs: "
+                + _missing(absent, len(names), f"frames have no flow image in {flow_from}"),
+                hint="flow images are matched by name like trimaps (frames/clip.000012.png)",
+            )
+        return images
+    if not flow_from.is_file():
+        raise InputError("flow source not found", path=flow_from, hint="give a folder of images or a video")
+    if len(clips) != 1:
+        raise InputError(
+            f"a video gives the flow of one clip, but the predictions hold {len(clips)} clips",
+            path=flow_from,
+            hint="give a folder of images named like the ground truth instead",
+        )
+    return None
 
 
 def _missing(names: list[str], total: int, what: str) -> str:
@@ -222,6 +302,30 @@ def _print_table(
     Console(highlight=False).print(table)
 
 
+def _print_temporal(temporal: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title="Temporal coherence (whole frame, consecutive frame pairs)",
+        caption=(
+            "dtSSD: 100 x RMS of the error in the frame-to-frame alpha change (RVM). MESSDdt: sum of the "
+            "change of the squared error along the motion (Erofeev et al.); flow from the "
+            f"{temporal['flow']['source']}."
+        ),
+    )
+    for column in ("clip", "frames", "dtSSD", "MESSDdt"):
+        table.add_column(column, justify="left" if column == "clip" else "right")
+    for name, scores in temporal["clips"].items():
+        table.add_row(
+            name, f"{scores['first']}-{scores['last']}", _fmt(scores["dtssd"]), _fmt(scores["messddt"])
+        )
+    table.add_section()
+    mean = temporal["mean"]
+    table.add_row(f"mean ({temporal['count']})", "", _fmt(mean["dtssd"]), _fmt(mean["messddt"]), style="bold")
+    Console(highlight=False).print(table)
+
+
 def evaluate(
     pred: Path = typer.Argument(..., help="Predicted alpha mattes: a folder, or one image file."),
     gt: Path = typer.Argument(..., help="Ground-truth alpha mattes: a folder, or one image file."),
@@ -245,6 +349,18 @@ def evaluate(
     ),
     gt_fg: Path | None = typer.Option(None, "--gt-fg", help="Folder of ground-truth foreground colours."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON document instead of the table."),
+    temporal: bool = typer.Option(
+        False,
+        "--temporal",
+        help="Also score flicker per clip: dtSSD and MESSDdt. Names end in frame numbers "
+        "(clip.000012.png); each clip's frames must be consecutive.",
+    ),
+    flow_from: Path | None = typer.Option(
+        None,
+        "--flow-from",
+        help="Images to estimate MESSDdt's optical flow on: a folder named like the ground truth "
+        "(source frames, ground-truth foreground) or one clip's video. Default: the ground-truth alpha.",
+    ),
 ) -> None:
     """Score predicted alpha mattes against ground truth with the DIM metrics.
 
@@ -264,7 +380,16 @@ def evaluate(
     mattecli eval out/alpha gt/alpha -t gt/trimap --json | jq .mean.paper
 
     mattecli eval out/alpha gt/alpha -t gt/trimap --pred-fg out/fg --gt-fg gt/fg
+
+    mattecli eval demo/out/alpha demo/alpha -t demo/trimaps --temporal
     ```
+
+    --temporal adds, per clip and as the mean over clips: dtSSD (100 x RMS over the
+    whole frame of the difference between the predicted and true frame-to-frame
+    alpha change; RVM's definition) and MESSDdt (sum over the frame of the change of
+    the squared error along the motion; Erofeev et al., as TCVOM computes it). Both are
+    means over the frame pairs of a clip. MESSDdt's flow is estimated with OpenCV's DIS
+    optical flow on the ground-truth alpha, or on --flow-from's images.
     """
     with user_errors():
         if region == "unknown" and trimap_dir is None:
@@ -276,11 +401,122 @@ def evaluate(
             raise InputError(
                 "--pred-fg and --gt-fg go together", hint="give both foreground folders or neither"
             )
+        if flow_from is not None and not temporal:
+            raise InputError("--flow-from is for --temporal", hint="add --temporal or leave out --flow-from")
         items = _pair(pred, gt, trimap_dir if region == "unknown" else None, pred_fg, gt_fg)
-        _run(items, region, precision, json_output)
+        plan = None
+        if temporal:
+            clips = _clips(items)
+            plan = _TemporalPlan(clips, flow_from, _flow_frames(flow_from, clips) if flow_from else None)
+        _run(items, region, precision, json_output, plan)
 
 
-def _run(items: list[_Item], region: str, precision: str, json_output: bool) -> None:
+@dataclass(frozen=True, slots=True)
+class _TemporalPlan:
+    """What --temporal scores: the clips, and where MESSDdt's flow comes from."""
+
+    clips: list[_Clip]
+    flow_from: Path | None  # None: the ground-truth alpha
+    flow_images: dict[str, Path] | None  # a folder's images by name; None with a video
+
+    def source(self) -> str:
+        if self.flow_from is None:
+            return "ground-truth alpha"
+        kind = (
+            "images named like the ground truth in" if self.flow_images is not None else "frames of the video"
+        )
+        return f"{kind} {self.flow_from}"
+
+
+def _flow_image_stream(plan: _TemporalPlan, clip: _Clip) -> Iterator[np.ndarray | None]:
+    """The image each frame's flow is estimated on, in frame order; None means its ground-truth alpha."""
+    from mattecli.media.imageio import read_image
+    from mattecli.media.sources import open_source
+
+    if plan.flow_from is None:
+        yield from (None for _ in clip.items)
+    elif plan.flow_images is not None:
+        yield from (read_image(plan.flow_images[item.name]) for item in clip.items)
+    else:
+        with open_source(plan.flow_from) as source:
+            frames = source.frames(start=clip.numbers[0], end=clip.numbers[-1], prefetch=0)
+            for number, frame in zip(clip.numbers, frames, strict=False):
+                if frame.index != number:
+                    raise InputError(
+                        f"the video has no frame {number} (next is {frame.index})",
+                        path=plan.flow_from,
+                        hint="the video's frame numbers (0-based) must cover the clip's",
+                    )
+                yield frame.image
+            if frame.index != clip.numbers[-1]:
+                raise InputError(
+                    f"the video ends at frame {frame.index}, before the clip's last frame {clip.numbers[-1]}",
+                    path=plan.flow_from,
+                    hint="give the video the predictions were made from",
+                )
+
+
+def _score_clip(plan: _TemporalPlan, clip: _Clip, advance: Callable[[], None]) -> dict[str, object]:
+    """dtSSD and MESSDdt of one clip, reading two frames at a time (a long clip never sits in memory)."""
+    import numpy as np
+
+    from mattecli.temporal_metrics import dtssd_pair, estimate_flow, messddt_pair, unit_alpha
+
+    dtssd, messddt = [], []
+    previous = None
+    for item, image in zip(clip.items, _flow_image_stream(plan, clip), strict=True):
+        gt_raw = _read_matte(item.gt)
+        g, a = unit_alpha(gt_raw), unit_alpha(_read_matte(item.pred))
+        if image is None:
+            image = gt_raw
+        else:
+            where = plan.flow_from if plan.flow_images is None else plan.flow_images[item.name]
+            _same_size(image, where, gt_raw, item.gt, "flow image")
+        if previous is not None:
+            a_prev, g_prev, image_prev = previous
+            dtssd.append(dtssd_pair(a, a_prev, g, g_prev))
+            messddt.append(messddt_pair(a, a_prev, g, g_prev, estimate_flow(image, image_prev)))
+        previous = (a, g, image)
+        advance()
+    return {
+        "first": clip.numbers[0],
+        "last": clip.numbers[-1],
+        "frames": len(clip.items),
+        "dtssd": float(np.mean(dtssd)),
+        "messddt": float(np.mean(messddt)),
+    }
+
+
+def _temporal(plan: _TemporalPlan) -> dict[str, object]:
+    """The ``temporal`` part of the report: per-clip scores, their mean, and how they were computed."""
+    import numpy as np
+    from rich.progress import Progress
+
+    from mattecli.temporal_metrics import FLOW_METHOD
+
+    frames = sum(len(clip.items) for clip in plan.clips)
+    with Progress(console=err_console, transient=True, disable=not err_console.is_terminal) as progress:
+        task = progress.add_task("temporal", total=frames)
+        clips = {clip.name: _score_clip(plan, clip, lambda: progress.advance(task)) for clip in plan.clips}
+    return {
+        "clips": clips,
+        "mean": {
+            key: float(np.mean([scores[key] for scores in clips.values()])) for key in ("dtssd", "messddt")
+        },
+        "count": len(clips),
+        "flow": {"source": plan.source(), "method": FLOW_METHOD},
+        "definition": {
+            "dtssd": "mean over t=1..T-1 of 100*sqrt(mean over the frame of ((a_t-a_{t-1})-(g_t-g_{t-1}))^2)",
+            "messddt": "mean over t=1..T-1 of the sum over the frame of |(a_t-g_t)^2-(a'_{t-1}-g'_{t-1})^2|, "
+            "' = warped into frame t by the flow (pixels whose flow leaves the frame are skipped)",
+            "alpha": "in [0, 1] as stored (8-bit / 255, 16-bit / 65535, float as is)",
+        },
+    }
+
+
+def _run(
+    items: list[_Item], region: str, precision: str, json_output: bool, plan: _TemporalPlan | None = None
+) -> None:
     from rich.progress import Progress
 
     from mattecli.metrics import METRICS, mean_scores, to_paper
@@ -294,10 +530,13 @@ def _run(items: list[_Item], region: str, precision: str, json_output: bool) -> 
             progress.advance(task)
     mean_raw = mean_scores([scores for _, scores, _ in results])
     mean_paper = to_paper(mean_raw)
+    temporal = _temporal(plan) if plan is not None else None
     if not json_output:
         _print_table(
             [(item.name, scores.paper()) for item, scores, _ in results], mean_paper, region, precision
         )
+        if temporal is not None:
+            _print_temporal(temporal)
         return
     print_json(
         {
@@ -322,5 +561,6 @@ def _run(items: list[_Item], region: str, precision: str, json_output: bool) -> 
                 for item, scores, pixels in results
             ],
             "mean": {"raw": mean_raw, "paper": mean_paper},
+            **({"temporal": temporal} if temporal is not None else {}),
         }
     )
