@@ -18,6 +18,7 @@ from mattecli.commands import refine_foregrounds as refine_fg_cmd
 from mattecli.commands import run as run_cmd
 from mattecli.commands import sample as sample_cmd
 from mattecli.commands import train as train_cmd
+from mattecli.commands import trimap as trimap_cmd
 
 app = typer.Typer(
     name="mattecli",
@@ -47,6 +48,7 @@ def main(
 # Registered commands (one line each, in the order --help lists them).
 app.command("run")(run_cmd.run)
 app.command("sample")(sample_cmd.sample)
+app.command("trimap")(trimap_cmd.trimap)
 app.command("eval")(eval_cmd.evaluate)
 app.command("build-engine")(build_engine_cmd.build_engine)
 app.command("bench")(bench_cmd.bench)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Literal
 import typer
 from rich.markup import escape
 
+from mattecli.commands import trimap as trimap_cmd
 from mattecli.console import err_console, print_json, user_errors
 from mattecli.errors import EXIT_FAILED, InputError, MatteError
 from mattecli.summary import InputSummary, Reporter
@@ -31,6 +32,7 @@ from mattecli.summary import InputSummary, Reporter
 if TYPE_CHECKING:
     from rich.progress import Progress, Task, TaskID
 
+    from mattecli.mask_source import MaskTrimaps
     from mattecli.media.sinks import OutputSpec
 
 # The packaged default is an ONNX file: the other engines need the user's own model file.
@@ -51,6 +53,23 @@ def run(
     output: Path = typer.Option(..., "--output", "-o", help="Output folder (alpha/, fg/, comp/, videos)."),
     trimap_dir: Path | None = typer.Option(
         None, "--trimap-dir", "-t", help="Folder of trimaps named after the frames, or one trimap for all."
+    ),
+    mask_dir: Path | None = typer.Option(
+        None,
+        "--mask-dir",
+        help="Masks instead of trimaps (a folder named like trimaps, one image, or a video of masks), "
+        "made into trimaps on the fly as `mattecli trimap` does.",
+        show_default=False,
+    ),
+    mask_band: str = typer.Option(trimap_cmd.DEFAULT_BAND, "--mask-band", help=trimap_cmd.BAND_HELP),
+    mask_fg_threshold: float = typer.Option(
+        trimap_cmd.DEFAULT_FG_THRESHOLD, "--mask-fg-threshold", help=trimap_cmd.FG_THRESHOLD_HELP
+    ),
+    mask_bg_threshold: float = typer.Option(
+        trimap_cmd.DEFAULT_BG_THRESHOLD, "--mask-bg-threshold", help=trimap_cmd.BG_THRESHOLD_HELP
+    ),
+    mask_soft_unknown: bool = typer.Option(
+        True, "--mask-soft-unknown/--no-mask-soft-unknown", help=trimap_cmd.SOFT_UNKNOWN_HELP
     ),
     model: Path | None = typer.Option(
         None,
@@ -151,6 +170,8 @@ def run(
 
     mattecli run in.mp4 -t t/ -o out/ -m fba.onnx --resume        # after a killed run
 
+    mattecli run in.mp4 --mask-dir masks/ -o out/ --mask-band 3%   # trimaps made from masks on the fly
+
     mattecli run in.mp4 -t t/ -o out/ -m fba.onnx --video prores --alpha none   # ProRes 4444 with alpha
 
     mattecli run "photos/*.jpg" -t trimaps/ -o out/ -m fba.onnx --fg png16 --composite "#00ff00" --json
@@ -164,6 +185,9 @@ def run(
     from mattecli.run_options import RefineOptions, RunOptions, TileOptions
 
     with user_errors():
+        masks = _mask_trimaps(
+            mask_dir, trimap_dir, mask_band, mask_fg_threshold, mask_bg_threshold, mask_soft_unknown
+        )
         if model is None:
             if engine in MODEL_FOR_ENGINE:
                 raise InputError(
@@ -201,8 +225,10 @@ def run(
             tiles=(None if no_tile else tile, context, blend, batch),
             trimap_dir=trimap_dir,
             resize_trimaps=resize_trimaps,
+            mask_dir=mask_dir,
+            mask_trimaps=None if masks is None else masks.settings.describe(),
         )
-        with claim_output_folder(spec, inputs, trimap_dir) as removed, _stopped_by_signals():
+        with claim_output_folder(spec, inputs, trimap_dir or mask_dir) as removed, _stopped_by_signals():
             if removed and not quiet:
                 err_console.print(
                     f"removed {len(removed)} temporary file(s) of an earlier run that was stopped",
@@ -227,7 +253,7 @@ def run(
                             inputs,
                             matting,
                             spec,
-                            trimap_spec=trimap_dir,
+                            trimap_spec=trimap_dir if masks is None else masks,
                             options=options,
                             reporter=reporter,
                             debug=debug,
@@ -246,6 +272,34 @@ def run(
             print_json(summary.to_json())
         if summary.failed:
             raise typer.Exit(EXIT_FAILED)
+
+
+def _mask_trimaps(
+    mask_dir: Path | None,
+    trimap_dir: Path | None,
+    band: str,
+    fg_threshold: float,
+    bg_threshold: float,
+    soft_unknown: bool,
+) -> MaskTrimaps | None:
+    """The trimap source of ``--mask-dir`` (None without it); masks and trimaps exclude each other."""
+    if mask_dir is None:
+        return None
+    if trimap_dir is not None:
+        raise InputError(
+            "--mask-dir and --trimap-dir cannot be combined",
+            hint="give trimaps, or masks to make them from, not both",
+        )
+    from mattecli.mask_source import MaskTrimaps
+    from mattecli.mask_trimaps import BandWidth, MaskTrimapSettings
+
+    settings = MaskTrimapSettings(
+        fg_threshold=fg_threshold,
+        bg_threshold=bg_threshold,
+        band=BandWidth.parse(band),
+        soft_unknown=soft_unknown,
+    )
+    return MaskTrimaps(mask_dir, settings)
 
 
 def _output_spec(

@@ -50,11 +50,14 @@ def pixel_settings(
     tiles: tuple[int | None, int, int, int],
     trimap_dir: Path | None,
     resize_trimaps: bool,
+    mask_dir: Path | None = None,
+    mask_trimaps: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything that changes the bytes of an output, keyed by the option that sets it.
 
     ``tiles``: (size or None for --no-tile, context, blend, batch); ``refine``: (steps, lr).
-    The device counts by kind only (cuda:0 and cuda:1 compute the same).
+    The device counts by kind only (cuda:0 and cuda:1 compute the same). ``mask_trimaps``: how
+    ``--mask-dir`` masks become trimaps (band, thresholds), which changes every trimap.
     """
     size, context, blend, batch = tiles
     return {
@@ -70,6 +73,8 @@ def pixel_settings(
         "--batch": batch,
         "--trimap-dir": None if trimap_dir is None else str(Path(trimap_dir).resolve()),
         "--resize-trimaps": resize_trimaps,
+        "--mask-dir": None if mask_dir is None else str(Path(mask_dir).resolve()),
+        "mask trimaps": None if mask_dir is None else mask_trimaps,
         "--alpha": spec.alpha,
         "--fg": spec.foreground,
         "--premultiplied": spec.premultiplied,
