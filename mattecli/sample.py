@@ -9,6 +9,14 @@ from the stored 8-bit alpha and foreground, ``I = alpha * F + (1 - alpha) * B``,
 disk are exactly the ground truth of the pixels that went into the encoder.
 
 Everything is a function of the seed and the frame number, hence reproducible.
+
+The ``hard`` preset makes the same scene harder, for judging temporal coherence: a longer clip
+(96 frames, one motion period, so nothing repeats), a hand-held camera (a pan plus shake that moves
+the background and the subject together), motion blur (a 180-degree shutter sampled at 7 times per
+frame: alpha is the mean of the sub-frame alphas, the premultiplied foreground the mean of the
+premultiplied sub-frame foregrounds, the background the mean of the sub-frame backgrounds, so the
+ground truth stays exact for the blurred composite) and three times as many strands, down to an
+eighth of a pixel wide (drawn at 8x).
 """
 
 from __future__ import annotations
@@ -30,15 +38,35 @@ from mattecli.media.trimaps import trimap_from_alpha
 
 CLIP_NAME = "clip"
 FPS = 24
-DEFAULT_FRAMES = 48
 DEFAULT_WIDTH = 640
 DEFAULT_HEIGHT = 360
 CRF = 16  # near-transparent H.264 quality, so a run on the clip is scored on the matte, not on codec noise
 
-_LOOP = 48  # frames per period of every motion; longer clips repeat the loop
-_SUPERSAMPLE = 4  # strands are drawn at this scale; one 4x pixel is a quarter-pixel wide hair
-_STRANDS = 420
 _STRAND_POINTS = 10
+
+
+@dataclass(frozen=True)
+class ScenePreset:
+    """How hard the clip is: length, camera, motion blur and hair."""
+
+    name: str
+    frames: int  # default clip length
+    loop: int  # frames per period of every motion; longer clips repeat the loop
+    strands: int
+    supersample: int  # strands are drawn at this scale; one pixel there is a 1/supersample-wide hair
+    sub_frames: int  # times rendered and averaged per frame (motion blur); 1 = a sharp frame
+    shutter: float  # fraction of the frame interval the shutter is open
+    camera: float  # hand-held camera: pan and shake amplitude, in pixels at 360 lines
+    swing: float  # the subject's horizontal swing, a fraction of the width
+    margin: float  # background canvas margin around the frame, a fraction of the width
+    drift: tuple[float, float]  # the background's own slow drift (x, y), a fraction of the margin
+
+
+PRESETS = {
+    "demo": ScenePreset("demo", 48, 48, 420, 4, 1, 0.0, 0.0, 0.12, 0.1, (0.8, 0.3)),
+    "hard": ScenePreset("hard", 96, 96, 1260, 8, 7, 0.5, 1.0, 0.2, 0.3, (0.25, 0.25)),
+}
+DEFAULT_FRAMES = PRESETS["demo"].frames
 
 
 def frame_file(index: int) -> str:
@@ -56,20 +84,21 @@ class SampleFrame:
     image: np.ndarray  # H x W x 3 composite that goes to the encoder
     alpha: np.ndarray  # H x W
     foreground: np.ndarray  # H x W x 3, defined everywhere (the body colour where alpha is 0)
-    background: np.ndarray  # H x W x 3
+    background: np.ndarray  # H x W x 3 (motion-blurred like the subject in the hard preset)
     trimap: np.ndarray  # H x W, 0/128/255
 
 
 class SampleScene:
     """The procedural scene: textures and strand layout are drawn once from the seed."""
 
-    def __init__(self, width: int, height: int, seed: int) -> None:
+    def __init__(self, width: int, height: int, seed: int, preset: ScenePreset = PRESETS["demo"]) -> None:
         self.width = width
         self.height = height
+        self.preset = preset
         self.scale = min(width, height) / 360.0
         self.unknown_width = max(2, round(6 * self.scale))
         rng = np.random.default_rng(seed)
-        self._margin = math.ceil(0.1 * width)
+        self._margin = math.ceil(preset.margin * width)
         self._canvas = self._background_canvas(rng)
         self._ys, self._xs = np.mgrid[0:height, 0:width].astype(np.float32)
         # Body shape: harmonics of the outline, with phase speeds so it deforms over the loop.
@@ -81,12 +110,12 @@ class SampleScene:
         self._hair_colour = np.array(rng.uniform([0.85, 0.7, 0.35], [1.0, 0.85, 0.55]), np.float32)
         self._veil_colour = np.array(rng.uniform([0.45, 0.65, 0.85], [0.65, 0.85, 1.0]), np.float32)
         # Strands grow from the upper half of the outline, outwards with a random tilt.
-        self._strand_angle = rng.uniform(-np.pi * 1.05, np.pi * 0.05, _STRANDS).astype(np.float32)
-        self._strand_tilt = rng.normal(0, 0.35, _STRANDS).astype(np.float32)
-        self._strand_length = rng.uniform(0.2, 0.6, _STRANDS).astype(np.float32)
-        self._strand_bend = rng.normal(0, 0.5, _STRANDS).astype(np.float32)
-        self._strand_phase = rng.uniform(0, 2 * np.pi, _STRANDS).astype(np.float32)
-        self._strand_thick = rng.random(_STRANDS) < 0.25  # a quarter are twice as wide (half a pixel)
+        self._strand_angle = rng.uniform(-np.pi * 1.05, np.pi * 0.05, preset.strands).astype(np.float32)
+        self._strand_tilt = rng.normal(0, 0.35, preset.strands).astype(np.float32)
+        self._strand_length = rng.uniform(0.2, 0.6, preset.strands).astype(np.float32)
+        self._strand_bend = rng.normal(0, 0.5, preset.strands).astype(np.float32)
+        self._strand_phase = rng.uniform(0, 2 * np.pi, preset.strands).astype(np.float32)
+        self._strand_thick = rng.random(preset.strands) < 0.25  # a quarter are twice as wide (half a pixel)
 
     def _background_canvas(self, rng: np.random.Generator) -> np.ndarray:
         """Smooth colour clouds, mid-scale mottling, diagonal weave and fine grain, larger than a frame."""
@@ -106,35 +135,24 @@ class SampleScene:
         return _to_u8(np.maximum(base + shade[:, :, None], 0.0))
 
     def render(self, index: int) -> SampleFrame:
-        phase = 2 * np.pi * (index % _LOOP) / _LOOP
-        cx = self.width * (0.5 + 0.12 * math.sin(phase))
-        cy = self.height * (0.56 + 0.05 * math.sin(2 * phase + 1.0))
-        radius = 0.25 * self.height
-        strands = self._strands(cx, cy, radius, phase)
-        # Only the box around the object is rendered; outside it alpha is 0.
-        reach = 1.9 * radius + 4 * self.scale  # outline wobble and veil stay inside this
-        x0 = max(0, math.floor(min(cx - reach, strands[..., 0].min())) - 2)
-        y0 = max(0, math.floor(min(cy - reach, strands[..., 1].min())) - 2)
-        x1 = min(self.width, math.ceil(max(cx + reach, strands[..., 0].max())) + 3)
-        y1 = min(self.height, math.ceil(max(cy + reach, strands[..., 1].max())) + 3)
-        box = (slice(y0, y1), slice(x0, x1))
+        n = self.preset.sub_frames
+        if n == 1:
+            box, alpha, premult, body_colour, background = self._layers(index)
+        else:  # motion blur: the mean of n sharp renders spread over the open shutter
+            alpha = np.zeros((self.height, self.width), np.float32)
+            premult = np.zeros((self.height, self.width, 3), np.float32)
+            backgrounds = np.zeros((self.height, self.width, 3), np.float32)
+            for k in range(n):
+                time = index + self.preset.shutter * ((k + 0.5) / n - 0.5)
+                sub_box, sub_alpha, sub_premult, colour, sub_background = self._layers(time)
+                alpha[sub_box] += sub_alpha / n
+                premult[sub_box] += sub_premult / n
+                backgrounds += sub_background / np.float32(255 * n)
+                if k == n // 2:
+                    body_colour = colour  # the foreground colour where no sub-frame covers a pixel
+            box = (slice(0, self.height), slice(0, self.width))
+            background = _to_u8(backgrounds)
 
-        background = self._background(phase)
-        body_colour = self._body_colour_field(cx, cy, radius)
-        dx, dy = self._xs[box] - cx, self._ys[box] - cy
-        body_alpha = self._body_alpha(np.arctan2(dy, dx), np.hypot(dx, dy), radius, phase)
-        veil_alpha = self._veil_alpha(dx, dy, radius, phase)
-        hair_alpha = _coverage(
-            strands - np.array([x0, y0], np.float32), (y1 - y0, x1 - x0), self._strand_thick
-        )
-
-        # Back to front, premultiplied: body, then the veil over it, then the hair over both.
-        alpha = body_alpha
-        premult = body_alpha[:, :, None] * body_colour[box]
-        for layer_alpha, colour in ((veil_alpha, self._veil_colour), (hair_alpha, self._hair_colour)):
-            a = layer_alpha[:, :, None]
-            premult = a * colour + (1 - a) * premult
-            alpha = layer_alpha + (1 - layer_alpha) * alpha
         covered = alpha[:, :, None] > 1e-6
         foreground = body_colour.copy()
         foreground[box] = np.where(covered, premult / np.maximum(alpha, 1e-6)[:, :, None], body_colour[box])
@@ -154,9 +172,63 @@ class SampleScene:
             trimap=trimap_from_alpha(alpha8, self.unknown_width),
         )
 
-    def _background(self, phase: float) -> np.ndarray:
-        shift_x = self._margin * (1 + 0.8 * math.sin(phase))
-        shift_y = self._margin * (1 + 0.3 * math.cos(phase))
+    def _camera(self, time: float) -> tuple[float, float]:
+        """Hand-held camera offset in pixels at ``time`` (frames): a slow pan and a faster shake."""
+        if self.preset.camera == 0:
+            return 0.0, 0.0
+        amplitude = self.preset.camera * self.scale
+        phase = 2 * np.pi * time / self.preset.loop
+        pan_x, pan_y = 40 * math.sin(phase), 10 * math.sin(2 * phase + 0.5)
+        shake_x = 3 * math.sin(2 * np.pi * time * 0.23) + 2 * math.sin(2 * np.pi * time * 0.41 + 1)
+        shake_y = 2.5 * math.sin(2 * np.pi * time * 0.29 + 2) + 1.5 * math.sin(2 * np.pi * time * 0.47)
+        return amplitude * (pan_x + shake_x), amplitude * (pan_y + shake_y)
+
+    def _layers(
+        self, time: float
+    ) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """One sharp instant: the object's box, its float alpha and premultiplied colour there,
+        the body colour field (whole frame) and the 8-bit background."""
+        loop = self.preset.loop
+        phase = 2 * np.pi * (time % loop) / loop
+        camera_x, camera_y = self._camera(time)
+        cx = self.width * (0.5 + self.preset.swing * math.sin(phase)) + camera_x
+        cy = self.height * (0.56 + 0.05 * math.sin(2 * phase + 1.0)) + camera_y
+        radius = 0.25 * self.height
+        strands = self._strands(cx, cy, radius, phase)
+        # Only the box around the object is rendered; outside it alpha is 0.
+        reach = 1.9 * radius + 4 * self.scale  # outline wobble and veil stay inside this
+        x0 = max(0, math.floor(min(cx - reach, strands[..., 0].min())) - 2)
+        y0 = max(0, math.floor(min(cy - reach, strands[..., 1].min())) - 2)
+        x1 = min(self.width, math.ceil(max(cx + reach, strands[..., 0].max())) + 3)
+        y1 = min(self.height, math.ceil(max(cy + reach, strands[..., 1].max())) + 3)
+        box = (slice(y0, y1), slice(x0, x1))
+
+        background = self._background(phase, camera_x, camera_y)
+        body_colour = self._body_colour_field(cx, cy, radius)
+        dx, dy = self._xs[box] - cx, self._ys[box] - cy
+        body_alpha = self._body_alpha(np.arctan2(dy, dx), np.hypot(dx, dy), radius, phase)
+        veil_alpha = self._veil_alpha(dx, dy, radius, phase)
+        hair_alpha = _coverage(
+            strands - np.array([x0, y0], np.float32),
+            (y1 - y0, x1 - x0),
+            self._strand_thick,
+            self.preset.supersample,
+        )
+
+        # Back to front, premultiplied: body, then the veil over it, then the hair over both.
+        alpha = body_alpha
+        premult = body_alpha[:, :, None] * body_colour[box]
+        for layer_alpha, colour in ((veil_alpha, self._veil_colour), (hair_alpha, self._hair_colour)):
+            a = layer_alpha[:, :, None]
+            premult = a * colour + (1 - a) * premult
+            alpha = layer_alpha + (1 - layer_alpha) * alpha
+        return box, alpha, premult, body_colour, background
+
+    def _background(self, phase: float, camera_x: float, camera_y: float) -> np.ndarray:
+        """The canvas as the camera sees it: a slow drift of its own, and the camera's move."""
+        drift_x, drift_y = self.preset.drift
+        shift_x = self._margin * (1 + drift_x * math.sin(phase)) - camera_x
+        shift_y = self._margin * (1 + drift_y * math.cos(phase)) - camera_y
         warp = np.array([[1, 0, -shift_x], [0, 1, -shift_y]], np.float32)
         return cv2.warpAffine(
             self._canvas,
@@ -215,13 +287,12 @@ class SampleScene:
         return (root[:, None, :] + length * (t * direction[:, None, :] + bend)).astype(np.float32)
 
 
-def _coverage(strands: np.ndarray, shape: tuple[int, int], thick: np.ndarray) -> np.ndarray:
-    """Coverage of opaque strands a quarter (or, where ``thick``, half) pixel wide.
+def _coverage(strands: np.ndarray, shape: tuple[int, int], thick: np.ndarray, n: int) -> np.ndarray:
+    """Coverage of opaque strands 1/n (or, where ``thick``, 2/n) pixel wide.
 
-    Drawn at 4x with hard edges, so overlapping strands cover a pixel once, as real hairs do, then
-    area-averaged down: the alpha is the covered fraction of each pixel in 1/16 steps.
+    Drawn at n-times scale with hard edges, so overlapping strands cover a pixel once, as real
+    hairs do, then area-averaged down: the alpha is the covered fraction of each pixel in 1/n^2 steps.
     """
-    n = _SUPERSAMPLE
     # Pixel centres sit at integers; at n-times scale pixel x's centre is at n * x + (n - 1) / 2.
     fixed = np.round((strands * n + (n - 1) / 2) * 16).astype(np.int32)  # 4 fractional bits
     canvas = np.zeros((shape[0] * n, shape[1] * n), np.uint8)
@@ -257,9 +328,12 @@ class SampleOutput:
     height: int
     fps: int
     seed: int
+    preset: str = "demo"
+    background: Path | None = None  # the hard preset's blurred backgrounds; the demo's are not stored
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "preset": self.preset,
             "directory": str(self.directory),
             "video": str(self.video),
             "trimaps": str(self.trimaps),
@@ -271,26 +345,36 @@ class SampleOutput:
             "fps": self.fps,
             "codec": "h264",
             "seed": self.seed,
+            **({"background": str(self.background)} if self.background is not None else {}),
         }
 
 
 def write_sample(
     directory: Path,
     *,
-    frames: int = DEFAULT_FRAMES,
+    frames: int | None = None,
     width: int = DEFAULT_WIDTH,
     height: int = DEFAULT_HEIGHT,
     seed: int = 0,
     force: bool = False,
     on_frame: Callable[[int], None] | None = None,
+    preset: str = "demo",
 ) -> SampleOutput:
     """Render the demo clip and its ground truth into ``directory``; see the command's help for the layout.
+
+    ``frames`` defaults to the preset's length (48 for ``demo``, 96 for ``hard``). The ``hard``
+    preset also writes ``background/``, its motion-blurred backgrounds, so the composite can be
+    checked against stored files alone.
 
     Refuses a non-empty folder unless ``force``; with ``force``, ground-truth frames left over from
     a longer earlier sample are removed so that ``eval`` does not count them. ``on_frame`` is
     called after each frame is written (for progress).
     """
     directory = Path(directory)
+    if preset not in PRESETS:
+        raise InputError(f"unknown preset {preset!r}", hint=f"use one of {', '.join(PRESETS)}")
+    scene_preset = PRESETS[preset]
+    frames = scene_preset.frames if frames is None else frames
     _check_options(directory, frames, width, height, seed, force)
     import av
 
@@ -305,8 +389,10 @@ def write_sample(
         height=height,
         fps=FPS,
         seed=seed,
+        preset=preset,
+        background=directory / "background" if scene_preset.sub_frames > 1 else None,
     )
-    scene = SampleScene(width, height, seed)
+    scene = SampleScene(width, height, seed, scene_preset)
     with atomic_path(out.video) as tmp, av.open(str(tmp), mode="w") as container:
         stream = container.add_stream("libx264", rate=FPS, options={"crf": str(CRF), "preset": "medium"})
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
@@ -316,6 +402,8 @@ def write_sample(
             write_image(out.trimaps / name, frame.trimap)
             write_image(out.alpha / name, frame.alpha)
             write_image(out.foreground / name, frame.foreground)
+            if out.background is not None:
+                write_image(out.background / name, frame.background)
             picture = av.VideoFrame.from_ndarray(frame.image, format="rgb24")
             picture.pts, picture.time_base = index, Fraction(1, FPS)
             container.mux(stream.encode(picture))
@@ -348,9 +436,18 @@ def _check_options(directory: Path, frames: int, width: int, height: int, seed: 
 
 
 def _remove_stale_frames(out: SampleOutput, frames: int) -> None:
-    """Delete our own ``clip.NNNNNN.png`` files past the last frame (from an earlier, longer sample)."""
-    for folder in (out.trimaps, out.alpha, out.foreground):
+    """Delete our own ``clip.NNNNNN.png`` files past the last frame (from an earlier, longer sample),
+    and the backgrounds of an earlier hard sample when this one stores none."""
+    backgrounds = out.directory / "background"
+    for folder, keep in (
+        (out.trimaps, frames),
+        (out.alpha, frames),
+        (out.foreground, frames),
+        (backgrounds, frames if out.background is not None else 0),
+    ):
+        if not folder.is_dir():
+            continue
         for path in folder.iterdir():
             match = _FRAME_FILE.fullmatch(path.name)
-            if match and int(match.group(1)) >= frames:
+            if match and int(match.group(1)) >= keep:
                 path.unlink()

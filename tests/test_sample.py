@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 from pathlib import Path
@@ -15,7 +16,7 @@ from mattecli.cli import app
 from mattecli.commands.sample import sample
 from mattecli.media.imageio import read_gray, read_image
 from mattecli.media.trimaps import TrimapIndex
-from mattecli.sample import DEFAULT_FRAMES, SampleScene
+from mattecli.sample import DEFAULT_FRAMES, PRESETS, SampleScene
 
 FRAMES = 6
 
@@ -57,8 +58,9 @@ def _frame_gt(directory: Path, index: int) -> tuple[np.ndarray, np.ndarray, np.n
 
 
 def test_default_is_48_frames() -> None:
-    assert DEFAULT_FRAMES == 48
-    assert inspect.signature(sample).parameters["frames"].default.default == DEFAULT_FRAMES
+    assert DEFAULT_FRAMES == 48 and PRESETS["demo"].frames == 48 and PRESETS["hard"].frames == 96
+    assert inspect.signature(sample).parameters["frames"].default.default is None  # the preset's length
+    assert inspect.signature(sample).parameters["preset"].default.default == "demo"
 
 
 def test_json_lists_what_was_written(written: tuple[Path, dict[str, object]]) -> None:
@@ -164,3 +166,90 @@ def test_odd_sizes_are_refused(tmp_path: Path) -> None:
     assert code == 4
     assert "--width must be an even number of pixels" in stderr
     assert not (tmp_path / "demo").exists()
+
+
+# The hard preset, at a small size so that its seven sub-frame renders per frame stay quick.
+HARD_SIZE = (192, 108)
+
+
+def test_hard_preset_writes_backgrounds_and_a_consistent_composite(tmp_path: Path) -> None:
+    directory = tmp_path / "hard"
+    width, height = HARD_SIZE
+    args = ["sample", str(directory), "--preset", "hard", "--frames", "3"]
+    result = CliRunner().invoke(app, [*args, "--width", str(width), "--height", str(height), "--json"])
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["preset"] == "hard" and report["frames"] == 3
+    assert report["background"] == str(directory / "background")
+    frames, info = _decode(directory / "clip.mp4")
+    assert len(frames) == 3 and info["size"] == (height, width)
+    for index, frame in enumerate(frames):
+        alpha, foreground, trimap = _frame_gt(directory, index)
+        background = read_image(directory / "background" / f"clip.{index:06d}.png")
+        a = alpha[:, :, None] / 255.0
+        composite = a * foreground + (1 - a) * background
+        assert np.abs(frame - composite).mean() < 4.0  # H.264 noise only, as for the demo clip
+        assert (alpha[trimap == 255] == 255).all() and (alpha[trimap == 0] == 0).all()
+    # A demo sample written over it with --force leaves no stale backgrounds behind.
+    result = CliRunner().invoke(app, ["sample", str(directory), "--frames", "2", "--force", "--width", "160"])
+    assert result.exit_code == 0, result.stderr
+    assert list((directory / "background").iterdir()) == []
+
+
+def test_hard_frames_are_exact_composites_of_their_8bit_ground_truth() -> None:
+    frame = SampleScene(*HARD_SIZE, seed=2, preset=PRESETS["hard"]).render(7)
+    a = frame.alpha.astype(np.float64)[:, :, None]
+    composite = (a * frame.foreground + (255 - a) * frame.background) / 255
+    assert np.abs(frame.image - composite).max() <= 0.5 + 1e-6  # one rounding to 8 bits
+
+
+def _gradients(alpha: np.ndarray) -> tuple[float, float]:
+    """Summed |d alpha / dx| and |d alpha / dy|."""
+    alpha = alpha.astype(np.float64)
+    return float(np.abs(np.diff(alpha, axis=1)).sum()), float(np.abs(np.diff(alpha, axis=0)).sum())
+
+
+def test_motion_blur_softens_alpha_along_the_motion() -> None:
+    hard = PRESETS["hard"]
+    # Frame 0: the subject and the camera pan move fastest, and mostly sideways.
+    blurred = SampleScene(320, 180, seed=0, preset=hard).render(0).alpha
+    sharp = SampleScene(320, 180, seed=0, preset=dataclasses.replace(hard, sub_frames=1)).render(0).alpha
+    soft = lambda alpha: np.count_nonzero((alpha > 12) & (alpha < 243))  # noqa: E731
+    assert soft(blurred) > 1.1 * soft(sharp)  # 1.13 here
+    (bx, by), (sx, sy) = _gradients(blurred), _gradients(sharp)
+    assert bx / sx < 0.8 * (by / sy)  # horizontal change loses more contrast: 0.40 against 0.59 here
+    # The ground truth is the mean of the sharp instants, not a blur of one of them: opaque
+    # area shrinks only where the body moved, so most of it survives.
+    assert np.count_nonzero(blurred == 255) > 0.7 * np.count_nonzero(sharp == 255)
+
+
+def test_hard_camera_moves_subject_and_background_together() -> None:
+    hard = PRESETS["hard"]
+    still = dataclasses.replace(hard, camera=0.0)
+    held, fixed = (SampleScene(320, 180, seed=0, preset=p).render(8) for p in (hard, still))
+
+    def best_shift(before: np.ndarray, after: np.ndarray, reach: int = 30) -> tuple[int, int]:
+        """The whole-pixel (dx, dy) that best maps ``before`` onto ``after`` (mean |difference|)."""
+        b, a = before.astype(np.float64), after.astype(np.float64)
+        inner = (slice(reach, -reach), slice(reach, -reach))
+        errors = {
+            (dx, dy): np.abs(np.roll(b, (dy, dx), axis=(0, 1))[inner] - a[inner]).mean()
+            for dx in range(-reach, reach + 1)
+            for dy in range(-reach // 2, reach // 2 + 1)
+        }
+        return min(errors, key=errors.__getitem__)
+
+    bx, by = best_shift(fixed.background, held.background)
+    centre = [np.average(np.indices(f.alpha.shape), axis=(1, 2), weights=f.alpha) for f in (fixed, held)]
+    sy, sx = centre[1] - centre[0]
+    assert np.hypot(bx, by) > 5  # the pan has carried the view well away (pixels at 180 lines)
+    assert (sx, sy) == pytest.approx((bx, by), abs=1.0)  # the subject moved with the background
+    moving = SampleScene(320, 180, seed=0, preset=hard)
+    assert not np.array_equal(moving.render(3).background, moving.render(4).background)
+
+
+def test_hard_has_more_and_thinner_hair() -> None:
+    demo, hard = PRESETS["demo"], PRESETS["hard"]
+    assert hard.strands >= 3 * demo.strands
+    assert hard.supersample > demo.supersample  # one drawn pixel is a thinner strand
+    assert hard.loop == hard.frames  # the whole clip is one motion period: nothing repeats
