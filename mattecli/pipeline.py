@@ -36,6 +36,7 @@ from mattecli.failures import input_failure
 from mattecli.frame_matter import FrameMatter
 from mattecli.media.frame import Frame
 from mattecli.media.sinks import OutputSpec
+from mattecli.motion import MotionTracker
 from mattecli.run_inputs import (
     RunInput,
     check_outputs,
@@ -48,6 +49,7 @@ from mattecli.run_inputs import (
 from mattecli.run_options import RunOptions, check_options
 from mattecli.stage_timing import timed
 from mattecli.summary import Reporter, RunSummary, StageClock
+from mattecli.temporal import TemporalSmoother
 from mattecli.trimap_sources import FileTrimaps, TrimapSource
 from mattecli.writer_thread import BackgroundWriter
 
@@ -65,6 +67,7 @@ def _run_input(
     trimaps: TrimapSource | None,
     options: RunOptions,
     make_matter: Callable[[StageClock], FrameMatter],
+    smoother: TemporalSmoother | None,
     reporter: Reporter,
     debug: bool,
 ) -> None:
@@ -79,6 +82,8 @@ def _run_input(
             start = options.start
             if trimaps is not None:
                 trimaps.begin_input(item.frames)
+            if smoother is not None:
+                smoother.begin_input()
             recompute = False  # a resumed stateful run computes complete frames again, to carry its state
             if options.resume and item.frames:
                 # Frames before the first incomplete one are not even decoded; later complete
@@ -89,7 +94,12 @@ def _run_input(
                     summary.frames_skipped = first
                     return
                 start = item.frames[first][1]  # on the --every stride, so the same frames are selected
-                if trimaps is not None and (restart := trimaps.restart_index(start)) != start:
+                restart = start
+                if smoother is not None:  # its state is every earlier result of the range
+                    restart = item.frames[0][1]
+                elif trimaps is not None:
+                    restart = trimaps.restart_index(start)
+                if restart != start:
                     start, recompute = restart, True
                     first = next(k for k, (_, index) in enumerate(item.frames) if index == restart)
                 summary.frames_skipped = first
@@ -114,6 +124,7 @@ def _run_input(
                 reporter.advance()
 
             load_trimap = None if trimaps is None else timed(clock, "preprocess", trimaps.trimap)
+            smooth = None if smoother is None else timed(clock, "fusion", smoother)
             with (
                 decoded_frames(
                     source, start, options.end, options.every, ahead=options.prefetch, clock=clock
@@ -130,6 +141,8 @@ def _run_input(
                     if load_trimap is not None:
                         trimap = load_trimap(frame, resize=options.resize_trimaps)
                     alpha, fg = matter(frame, trimap)
+                    if smooth is not None:
+                        alpha = smooth(frame, trimap, alpha)
                     if trimaps is not None:
                         trimaps.observe(frame, alpha)
                     writer.submit(frame, alpha, fg)
@@ -156,6 +169,7 @@ def run_pipeline(
     options: RunOptions | None = None,
     reporter: Reporter | None = None,
     debug: bool = False,
+    motion: MotionTracker | None = None,
 ) -> RunSummary:
     """Matte every input; return the summary (check ``summary.failed`` for the exit code).
 
@@ -163,7 +177,9 @@ def run_pipeline(
     (options, trimaps, colliding outputs); failures of single inputs are in the summary. Raises
     :class:`mattecli.errors.InternalError` for a failure that is a bug, after printing its
     traceback. ``debug`` prints the traceback of every recorded failure too. ``trimap_spec`` is a
-    folder of trimaps (or one trimap for all frames), or any :class:`TrimapSource`.
+    folder of trimaps (or one trimap for all frames), or any :class:`TrimapSource`. ``motion``
+    is the optical flow tracker ``--temporal`` uses; pass the one a keyframe source uses, so the
+    flow of each frame is computed once.
     """
     options = options or RunOptions()
     reporter = reporter or Reporter()
@@ -185,6 +201,9 @@ def run_pipeline(
             refine=options.refine,
         )
 
+    smoother = None
+    if options.temporal is not None:
+        smoother = TemporalSmoother(options.temporal, motion or MotionTracker())
     items = [open_input(spec, options, debug=debug) for spec in expand_inputs(specs)]
     opened = [item for item in items if item.source is not None]
     if items and not opened:
@@ -211,7 +230,7 @@ def run_pipeline(
             check_trimaps(opened, trimaps)
         for item in items:
             if item.source is not None:
-                _run_input(item, output, trimaps, options, make_matter, reporter, debug)
+                _run_input(item, output, trimaps, options, make_matter, smoother, reporter, debug)
                 if trimaps is not None:
                     trimaps.warn(reporter)
             reporter.input_finished(item.summary)

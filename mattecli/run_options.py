@@ -15,6 +15,7 @@ from mattecli.errors import InputError
 from mattecli.media.sinks import OutputSpec
 from mattecli.media.sources import DEFAULT_PREFETCH
 from mattecli.models import ModelContract
+from mattecli.temporal import TemporalOptions
 from mattecli.tiling import plan_tiles
 from mattecli.tta import TTAMode
 from mattecli.writer_thread import DEFAULT_WRITE_QUEUE
@@ -56,6 +57,7 @@ class RunOptions:
     tta: TTAMode = "none"
     refine: RefineOptions | None = None  # backpropagating refinement, whole frames, torch engine
     resize_trimaps: bool = False
+    temporal: TemporalOptions | None = None  # --temporal: blend the band with the previous result
     prefetch: int = DEFAULT_PREFETCH
     write_queue: int = DEFAULT_WRITE_QUEUE
 

@@ -1,0 +1,142 @@
+"""Keyframe trimaps and ``--temporal`` against per-frame trimaps, on clips with ground truth (issue 13).
+
+For each clip (the demo clip, and the hard preset: hand-held camera, motion blur, thinner hair),
+``mattecli run`` is called four ways with the packaged model: per-frame trimaps, trimaps on every
+``--every``-th frame only (``--keyframes``), per-frame trimaps with ``--temporal``, and both.
+Each result is scored with ``mattecli eval --temporal``: SAD on the ground truth's unknown band
+(DIM scaling), dtSSD and MESSDdt over the clip. Time per frame is the run's wall time over its
+frames; the runs of a clip alternate ``--repeats`` times and the fastest of each is kept, so a
+busy machine slows all ways alike. Ratios are against the per-frame run of the same clip.
+
+    python benchmarks/video_temporal.py                       # both clips, keyframes every 12 frames
+    python benchmarks/video_temporal.py --clip demo --json
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import typer
+from typer.testing import CliRunner
+
+from mattecli.cli import app
+from mattecli.console import user_errors
+from mattecli.errors import InputError
+
+WAYS = {
+    "per-frame trimaps": [],
+    "keyframes": ["--keyframes"],
+    "--temporal": ["--temporal"],
+    "keyframes + --temporal": ["--keyframes", "--temporal"],
+}
+PRESETS = {"demo": [], "hard": ["--preset", "hard"]}
+
+
+def _cli(args: list[str]) -> str:
+    """Run one mattecli command in this process; its stdout, or an error naming the command."""
+    result = CliRunner().invoke(app, args)
+    if result.exit_code != 0:
+        raise InputError(f"mattecli {' '.join(args)} failed ({result.exit_code}): {result.output.strip()}")
+    return result.stdout
+
+
+def _keyframe_folder(trimaps: Path, folder: Path, every: int) -> Path:
+    """Copy every ``every``-th trimap (the first one included) into ``folder``."""
+    folder.mkdir()
+    for position, path in enumerate(sorted(trimaps.iterdir())):
+        if position % every == 0:
+            shutil.copy(path, folder / path.name)
+    return folder
+
+
+def measure_clip(clip: Path, every: int, repeats: int, work: Path) -> dict[str, dict[str, float]]:
+    """Score and time the four ways on one clip written by ``mattecli sample``."""
+    keys = _keyframe_folder(clip / "trimaps", work / "keys", every)
+    seconds: dict[str, float] = {}
+    for _ in range(repeats):
+        for way, flags in WAYS.items():
+            out = work / way.replace(" ", "_")
+            shutil.rmtree(out, ignore_errors=True)
+            trimaps = keys if "--keyframes" in flags else clip / "trimaps"
+            run = json.loads(
+                _cli(
+                    [
+                        "run",
+                        str(clip / "clip.mp4"),
+                        "-t",
+                        str(trimaps),
+                        "-o",
+                        str(out),
+                        "-q",
+                        "--json",
+                        *flags,
+                    ]
+                )
+            )
+            frames = run["inputs"][0]["frames_written"]
+            per_frame = run["inputs"][0]["wall_seconds"] / frames
+            seconds[way] = min(seconds.get(way, per_frame), per_frame)
+    results = {}
+    for way in WAYS:
+        out = work / way.replace(" ", "_")
+        scores = json.loads(
+            _cli(
+                [
+                    "eval",
+                    str(out / "alpha"),
+                    str(clip / "alpha"),
+                    "-t",
+                    str(clip / "trimaps"),
+                    "--temporal",
+                    "--json",
+                ]
+            )
+        )
+        results[way] = {
+            "sad": scores["mean"]["paper"]["sad"],
+            "dtssd": scores["temporal"]["mean"]["dtssd"],
+            "messddt": scores["temporal"]["mean"]["messddt"],
+            "seconds_per_frame": seconds[way],
+        }
+    base = results["per-frame trimaps"]
+    for values in results.values():
+        for key in ("sad", "dtssd", "seconds_per_frame"):
+            values[f"{key}_ratio"] = values[key] / base[key]
+    return results
+
+
+def main(
+    clip: list[str] = typer.Option(list(PRESETS), "--clip", help="Which sample clips: demo, hard."),
+    every: int = typer.Option(12, "--every", min=1, help="Keyframe spacing in frames."),
+    repeats: int = typer.Option(2, "--repeats", min=1, help="Timed runs per way (the fastest is kept)."),
+    json_output: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+) -> None:
+    with user_errors():
+        report = {}
+        for name in clip:
+            if name not in PRESETS:
+                raise InputError(f"unknown clip {name!r}", hint=f"choose from {', '.join(PRESETS)}")
+            with tempfile.TemporaryDirectory() as tmp:
+                work = Path(tmp)
+                _cli(["sample", str(work / "clip"), *PRESETS[name]])
+                report[name] = measure_clip(work / "clip", every, repeats, work)
+        if json_output:
+            typer.echo(json.dumps(report, indent=2))
+            return
+        typer.echo(f"keyframes every {every} frames; ratios against per-frame trimaps of the same clip")
+        typer.echo("| clip | way | SAD | dtSSD | MESSDdt | s/frame | SAD ratio | dtSSD ratio | time ratio |")
+        typer.echo("|---|---|---|---|---|---|---|---|---|")
+        for name, results in report.items():
+            for way, v in results.items():
+                typer.echo(
+                    f"| {name} | {way} | {v['sad']:.2f} | {v['dtssd']:.2f} | {v['messddt']:.0f} | "
+                    f"{v['seconds_per_frame']:.3f} | {v['sad_ratio']:.3f} | {v['dtssd_ratio']:.3f} | "
+                    f"{v['seconds_per_frame_ratio']:.3f} |"
+                )
+
+
+if __name__ == "__main__":
+    typer.run(main)
