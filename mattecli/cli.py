@@ -14,6 +14,7 @@ from mattecli.commands import build_engine as build_engine_cmd
 from mattecli.commands import eval as eval_cmd
 from mattecli.commands import export as export_cmd
 from mattecli.commands import info as info_cmd
+from mattecli.commands import plan as plan_cmd
 from mattecli.commands import refine_foregrounds as refine_fg_cmd
 from mattecli.commands import run as run_cmd
 from mattecli.commands import sample as sample_cmd
@@ -47,6 +48,7 @@ def main(
 
 # Registered commands (one line each, in the order --help lists them).
 app.command("run")(run_cmd.run)
+app.command("plan")(plan_cmd.plan)
 app.command("sample")(sample_cmd.sample)
 app.command("trimap")(trimap_cmd.trimap)
 app.command("eval")(eval_cmd.evaluate)

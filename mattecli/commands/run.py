@@ -32,8 +32,10 @@ from mattecli.summary import InputSummary, Reporter
 if TYPE_CHECKING:
     from rich.progress import Progress, Task, TaskID
 
+    from mattecli.keyframes import KeyframeTrimaps
     from mattecli.mask_source import MaskTrimaps
     from mattecli.media.sinks import OutputSpec
+    from mattecli.motion import MotionTracker
 
 # The packaged default is an ONNX file: the other engines need the user's own model file.
 MODEL_FOR_ENGINE = {
@@ -71,6 +73,18 @@ def run(
     mask_soft_unknown: bool = typer.Option(
         True, "--mask-soft-unknown/--no-mask-soft-unknown", help=trimap_cmd.SOFT_UNKNOWN_HELP
     ),
+    keyframes: bool = typer.Option(
+        False,
+        "--keyframes",
+        help="--trimap-dir holds trimaps for some frames only (the first one at least); the frames "
+        "between get the previous frame's trimap moved by optical flow.",
+    ),
+    temporal: bool = typer.Option(
+        False,
+        "--temporal",
+        help="Steadier mattes on video: blend each frame's unknown band with the previous result "
+        "moved by optical flow (a resumed run recomputes its input from the start).",
+    ),
     model: Path | None = typer.Option(
         None,
         "--model",
@@ -97,6 +111,27 @@ def run(
     end: int | None = typer.Option(None, "--end", help="Last frame number to process (inclusive)."),
     every: int = typer.Option(1, "--every", min=1, help="Process every N-th frame from --start."),
     resume: bool = typer.Option(False, "--resume", help="Skip frames whose outputs already exist."),
+    chunk: str | None = typer.Option(
+        None,
+        "--chunk",
+        help="Run only the K-th of N even chunks of the frames (K/N, K from 1), as `mattecli plan` splits.",
+        show_default=False,
+    ),
+    executor: Literal["local", "ray"] = typer.Option(
+        "local", "--executor", help="Where frames are computed: here, or on a Ray cluster (the ray extra)."
+    ),
+    address: str | None = typer.Option(
+        None,
+        "--address",
+        help="Ray cluster: auto or HOST:PORT (default: RAY_ADDRESS, else a Ray instance started here).",
+        show_default=False,
+    ),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, help="Ray workers (default: one per CPU, or per GPU with --device cuda)."
+    ),
+    task_frames: int | None = typer.Option(
+        None, "--task-frames", min=1, help="Frames per Ray task (default: about 4 tasks per worker)."
+    ),
     tile: int = typer.Option(512, "--tile", min=8, help="Tile size in pixels for tiled inference."),
     context: int = typer.Option(32, "--context", min=0, help="Context margin of inner tile edges."),
     blend: int = typer.Option(32, "--blend", min=0, help="Blend ramp between overlapping tiles."),
@@ -177,17 +212,26 @@ def run(
     mattecli run "photos/*.jpg" -t trimaps/ -o out/ -m fba.onnx --fg png16 --composite "#00ff00" --json
     ```
     """
-    from engines.base import open_engine
     from mattecli.default_model import default_model_path
+    from mattecli.farm.executors import EngineArgs, open_executor
     from mattecli.media.manifest import begin_run, check_resume, finish_run, pixel_settings, restore_record
     from mattecli.media.outfolder import claim_output_folder
-    from mattecli.pipeline import run_pipeline
+    from mattecli.motion import MotionTracker
     from mattecli.run_options import RefineOptions, RunOptions, TileOptions
+    from mattecli.temporal import TemporalOptions
 
     with user_errors():
         masks = _mask_trimaps(
             mask_dir, trimap_dir, mask_band, mask_fg_threshold, mask_bg_threshold, mask_soft_unknown
         )
+        motion = MotionTracker() if keyframes or temporal else None
+        carried = _keyframe_trimaps(trimap_dir, motion) if keyframes else None
+        if (carried is not None or temporal) and executor != "local":
+            raise InputError(
+                "--keyframes and --temporal carry each frame's result to the next, so an input "
+                "cannot be split into Ray tasks",
+                hint="use --executor local; farm chunks (--start/--end, --chunk) are runs of their own",
+            )
         if model is None:
             if engine in MODEL_FOR_ENGINE:
                 raise InputError(
@@ -195,6 +239,14 @@ def run(
                     hint="without --model, run uses the packaged ONNX model on --engine ort",
                 )
             model = default_model_path()
+        if chunk is not None:  # the chunk's frame range, and only the inputs with frames in it
+            from mattecli.farm.chunks import resolve_chunk
+
+            part = resolve_chunk(chunk, inputs, start, end, every)
+            if not part.frames:
+                err_console.print(f"chunk {part.label} holds no frames: nothing to do", highlight=False)
+                return
+            inputs, start, end = list(part.inputs), part.first, part.last
         spec = _output_spec(
             output, alpha, fg, premultiplied, composite, video, video_content, pattern, fps, no_audio,
             ranged=start is not None or end is not None,
@@ -211,6 +263,7 @@ def run(
             tta=tta,
             refine=RefineOptions(steps=refine_steps, lr=refine_lr) if refine == "br" else None,
             resize_trimaps=resize_trimaps,
+            temporal=TemporalOptions() if temporal else None,
         )
         # A TensorRT engine exists only for a GPU, so --engine trt alone means the first GPU.
         device = device or ("cuda" if engine == "trt" else "cpu")
@@ -227,8 +280,13 @@ def run(
             resize_trimaps=resize_trimaps,
             mask_dir=mask_dir,
             mask_trimaps=None if masks is None else masks.settings.describe(),
+            keyframes=keyframes,
+            temporal=temporal,
         )
-        with claim_output_folder(spec, inputs, trimap_dir or mask_dir) as removed, _stopped_by_signals():
+        # Frame ranges of one job (a farm's chunks) share the folder; other runs take it alone.
+        ranged = start is not None or end is not None
+        claim = claim_output_folder(spec, inputs, trimap_dir or mask_dir, job=settings if ranged else None)
+        with claim as removed, _stopped_by_signals():
             if removed and not quiet:
                 err_console.print(
                     f"removed {len(removed)} temporary file(s) of an earlier run that was stopped",
@@ -244,17 +302,23 @@ def run(
                         markup=False,
                         highlight=False,
                     )
-            matting = open_engine(engine, model, device, threads=threads, model_name=model_name)
+            matting = open_executor(
+                executor,
+                EngineArgs(engine, model, device, threads, model_name),
+                address=address,
+                workers=workers,
+                task_frames=task_frames,
+            )
             try:
                 previous = begin_run(spec, settings, resume=resume)
                 try:
                     with _ProgressReporter(quiet) as reporter:
-                        summary = run_pipeline(
+                        summary = matting.run(
                             inputs,
-                            matting,
                             spec,
-                            trimap_spec=trimap_dir if masks is None else masks,
+                            trimap_spec=masks or carried or trimap_dir,
                             options=options,
+                            motion=motion,
                             reporter=reporter,
                             debug=debug,
                         )
@@ -300,6 +364,19 @@ def _mask_trimaps(
         soft_unknown=soft_unknown,
     )
     return MaskTrimaps(mask_dir, settings)
+
+
+def _keyframe_trimaps(trimap_dir: Path | None, motion: MotionTracker | None) -> KeyframeTrimaps:
+    """The trimap source of ``--keyframes``: the trimap folder's frames are keyframes."""
+    if trimap_dir is None:
+        raise InputError(
+            "--keyframes needs --trimap-dir (the folder of keyframe trimaps)",
+            hint="draw trimaps for a few frames, the first one included, and pass their folder with -t",
+        )
+    from mattecli.keyframes import KeyframeTrimaps
+    from mattecli.media.trimaps import TrimapIndex
+
+    return KeyframeTrimaps(TrimapIndex.open(trimap_dir), motion)
 
 
 def _output_spec(

@@ -10,7 +10,10 @@ frame; killed half-way, the folder holds both kinds. The manifest says so (``mix
 fresh run finishes every frame of every input, and ``--resume`` refuses a mixed folder. Outputs found without
 a manifest (another tool, an older version) are treated the same way: nothing says what made them.
 Frame ranges (``--start``/``--end``/``--every``) and names are not settings: the chunks of one
-shot, written one after another into one folder, share a manifest.
+shot, written one after another or at the same time into one folder, share a manifest. Chunks
+running at the same time update it one at a time (:func:`mattecli.media.outfolder.folder_gate`),
+so a chunk starting beside another sees the other's record, not its outputs without a record;
+and a chunk that stops before its first frame leaves the record alone while others are writing.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any
 
 from mattecli.errors import OutputError
 from mattecli.media.atomic import AtomicFile
-from mattecli.media.outfolder import MANIFEST_NAME, output_subfolders
+from mattecli.media.outfolder import MANIFEST_NAME, folder_gate, others_writing, output_subfolders
 from mattecli.media.sinks import OutputSpec
 
 VERSION = 1
@@ -52,6 +55,8 @@ def pixel_settings(
     resize_trimaps: bool,
     mask_dir: Path | None = None,
     mask_trimaps: dict[str, Any] | None = None,
+    keyframes: bool = False,
+    temporal: bool = False,
 ) -> dict[str, Any]:
     """Everything that changes the bytes of an output, keyed by the option that sets it.
 
@@ -75,6 +80,9 @@ def pixel_settings(
         "--resize-trimaps": resize_trimaps,
         "--mask-dir": None if mask_dir is None else str(Path(mask_dir).resolve()),
         "mask trimaps": None if mask_dir is None else mask_trimaps,
+        # Only when set, so the records of runs without them match those of earlier versions.
+        **({"--keyframes": True} if keyframes else {}),
+        **({"--temporal": True} if temporal else {}),
         "--alpha": spec.alpha,
         "--fg": spec.foreground,
         "--premultiplied": spec.premultiplied,
@@ -164,18 +172,23 @@ def begin_run(spec: OutputSpec, settings: dict[str, Any], *, resume: bool) -> Ru
 
     Returns the record it replaced, for :func:`restore_record` when the run stops before a frame.
     """
-    old = read_manifest(spec.directory)
-    others = _has_outputs(spec) if old is None else old.mixed or old.settings != settings
-    write_manifest(spec.directory, RunRecord(settings, mixed=not resume and others))
+    with folder_gate(spec.directory):
+        old = read_manifest(spec.directory)
+        others = _has_outputs(spec) if old is None else old.mixed or old.settings != settings
+        write_manifest(spec.directory, RunRecord(settings, mixed=not resume and others))
     return old
 
 
 def restore_record(spec: OutputSpec, previous: RunRecord | None) -> None:
-    """The run stopped before its first frame: the outputs are as they were, so is their record."""
-    if previous is not None:
-        write_manifest(spec.directory, previous)
-    else:
-        (spec.directory / MANIFEST_NAME).unlink(missing_ok=True)
+    """The run stopped before its first frame: the outputs are as they were, so is their record
+    (unless other chunks of the job are writing under the record this run shares with them)."""
+    with folder_gate(spec.directory):
+        if others_writing(spec.directory):
+            return
+        if previous is not None:
+            write_manifest(spec.directory, previous)
+        else:
+            (spec.directory / MANIFEST_NAME).unlink(missing_ok=True)
 
 
 def finish_run(spec: OutputSpec, settings: dict[str, Any], *, every_frame: bool) -> None:
