@@ -117,8 +117,14 @@ class MotionTracker:
         )
 
     def _grid(self, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-        """Pixel x and y coordinates (float32 H x W), kept per size: the maps are flow plus these."""
+        """Pixel x and y coordinates (float32 H x W), kept per size: the maps are flow plus these.
+
+        Two sizes are in use per frame size (the flow's and the frame's); a new frame size drops
+        the old ones.
+        """
         if (height, width) not in self._grids:
+            if len(self._grids) >= 2:
+                self._grids.clear()
             ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-            self._grids = {(height, width): (xs, ys)}
+            self._grids[(height, width)] = (xs, ys)
         return self._grids[(height, width)]
