@@ -8,7 +8,6 @@ writing; and a run of another job (or a whole run) is refused while chunks are w
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -18,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from clips import file_hashes, sample_clip
 from typer.testing import CliRunner
 
 from mattecli.cli import app
@@ -33,12 +33,7 @@ PLANTED = ".mattecli-0123456789ab.part"  # a temporary file name as the atomic w
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("plan") / "demo"
-    result = CliRunner().invoke(
-        app, ["sample", str(folder), "--frames", str(FRAMES), "--width", "160", "--height", "96"]
-    )
-    assert result.exit_code == 0, result.stderr
-    return folder
+    return sample_clip(tmp_path_factory.mktemp("plan") / "demo", FRAMES, (160, 96))
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +48,7 @@ def single(clip: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, st
 
 
 def _hashes(out: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((out / "alpha").iterdir())}
+    return file_hashes(out / "alpha")
 
 
 def _run(*args: object) -> tuple[int, str]:

@@ -7,7 +7,6 @@ of its chunk, never a missing, doubled or half-written frame.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -21,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from clips import file_hashes, sample_clip
 from typer.testing import CliRunner
 
 from mattecli.cli import app
@@ -39,12 +39,7 @@ SMALL_STORE = 200 * 1024 * 1024
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("ray") / "demo"
-    result = CliRunner().invoke(
-        app, ["sample", str(folder), "--frames", str(FRAMES), "--width", "320", "--height", "180"]
-    )
-    assert result.exit_code == 0, result.stderr
-    return folder
+    return sample_clip(tmp_path_factory.mktemp("ray") / "demo", FRAMES, (320, 180))
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +67,7 @@ def local_ray() -> object:
 
 
 def _hashes(out: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((out / "alpha").iterdir())}
+    return file_hashes(out / "alpha")
 
 
 def _temporaries(out: Path) -> list[Path]:

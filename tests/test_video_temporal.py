@@ -8,7 +8,6 @@ runs of about 3 s each): keyframes every 12 frames keep SAD within 10 % of per-f
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from clips import file_hashes, sample_clip
 from typer.testing import CliRunner
 
 from mattecli.cli import app
@@ -39,16 +39,10 @@ def _keyframes(trimaps: Path, folder: Path, every: int) -> Path:
     return folder
 
 
-def _hashes(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
-
-
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The default 48-frame demo clip, matted with per-frame trimaps (out/)."""
-    folder = tmp_path_factory.mktemp("demo") / "demo"
-    code, _, err = _cli("sample", folder)
-    assert code == 0, err
+    folder = sample_clip(tmp_path_factory.mktemp("demo") / "demo")
     code, _, err = _cli("run", folder / "clip.mp4", "-t", folder / "trimaps", "-o", folder / "out", "-q")
     assert code == 0, err
     return folder
@@ -95,7 +89,7 @@ def test_keyframes_every_12_frames_keep_sad_within_10_percent(demo: Path, tmp_pa
     per_frame, carried = _scores(demo, demo / "out"), _scores(demo, out)
     assert carried["sad"] <= 1.10 * per_frame["sad"]
     # A keyframe is matted with its own trimap, exactly as in the per-frame run.
-    mine, reference = _hashes(out / "alpha"), _hashes(demo / "out" / "alpha")
+    mine, reference = file_hashes(out / "alpha"), file_hashes(demo / "out" / "alpha")
     assert len(mine) == 48
     for index in range(0, 48, KEY_EVERY):
         name = f"clip.{index:06d}.png"
@@ -121,10 +115,7 @@ def test_temporal_lowers_flicker_without_raising_sad(demo: Path, tmp_path: Path)
 
 @pytest.fixture(scope="module")
 def short(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("short") / "demo"
-    code, _, err = _cli("sample", folder, "--frames", "12", "--width", "192", "--height", "112")
-    assert code == 0, err
-    return folder
+    return sample_clip(tmp_path_factory.mktemp("short") / "demo", 12, (192, 112))
 
 
 @pytest.mark.parametrize("flags", [("--keyframes",), ("--temporal",), ("--keyframes", "--temporal")])
@@ -136,12 +127,12 @@ def test_a_resumed_stateful_run_writes_what_an_uninterrupted_one_does(
     out = tmp_path / "out"
     run = ("run", short / "clip.mp4", "-t", trimaps, "-o", out, "-q", "--json", *flags)
     assert _cli(*run)[0] == 0
-    whole = _hashes(out / "alpha")
+    whole = file_hashes(out / "alpha")
     for index in (7, 8, 11):  # as a run killed after frame 6 (and one out of order) leaves it
         (out / "alpha" / f"clip.{index:06d}.png").unlink()
     code, stdout, err = _cli(*run, "--resume")
     assert code == 0, err
-    assert _hashes(out / "alpha") == whole
+    assert file_hashes(out / "alpha") == whole
     skipped = json.loads(stdout)["inputs"][0]["frames_skipped"]
     # Keyframes restart at the keyframe before the gap (5); --temporal at the start of the range.
     assert skipped == (0 if "--temporal" in flags else 5)
