@@ -160,6 +160,36 @@ def _run_input(
         source.close()
 
 
+def _trimap_source(spec: Path | TrimapSource | None) -> TrimapSource | None:
+    return FileTrimaps.open(spec) if isinstance(spec, Path) else spec
+
+
+def check_job(
+    specs: Sequence[str],
+    output: OutputSpec,
+    *,
+    trimap_spec: Path | TrimapSource | None = None,
+    options: RunOptions | None = None,
+) -> None:
+    """The checks of the whole job that :func:`run_pipeline` makes before its first frame, alone.
+
+    For a driver that hands frame ranges to other processes (the Ray executor): a missing trimap
+    or two inputs writing one file stop the job before any worker writes a frame. Inputs that
+    cannot be opened are left to the caller, which needs their frame counts anyway.
+    """
+    options = options or RunOptions()
+    trimaps = _trimap_source(trimap_spec)
+    items = [open_input(spec, options) for spec in expand_inputs(specs)]
+    opened = [item for item in items if item.source is not None]
+    try:
+        check_outputs(opened, output)
+        if trimaps is not None:
+            check_trimaps(opened, trimaps)
+    finally:
+        for item in opened:
+            item.source.close()  # type: ignore[union-attr]
+
+
 def run_pipeline(
     specs: Sequence[str],
     engine: Engine,
@@ -185,7 +215,7 @@ def run_pipeline(
     reporter = reporter or Reporter()
     contract = engine.contract
     fusion = check_options(contract, output, options, trimap_spec is not None)
-    trimaps = FileTrimaps.open(trimap_spec) if isinstance(trimap_spec, Path) else trimap_spec
+    trimaps = _trimap_source(trimap_spec)
     want_foreground = bool(
         output.foreground or output.composite is not None or (output.video and output.video_content == "rgba")
     )

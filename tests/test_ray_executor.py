@@ -104,6 +104,30 @@ def test_ray_refuses_a_video_output_and_local_refuses_ray_options(
     assert result.exit_code == 4 and "only for --executor ray" in result.stderr
 
 
+def test_a_missing_trimap_stops_the_job_before_any_worker_writes(
+    clip: Path, tmp_path: Path, local_ray: object
+) -> None:
+    trimaps = tmp_path / "trimaps"
+    shutil.copytree(clip / "trimaps", trimaps)
+    (trimaps / f"clip.{FRAMES - 2:06d}.png").unlink()  # the last chunk's frame: found on the driver first
+    out = tmp_path / "out"
+    args = [
+        str(clip / "clip.mp4"),
+        "-t",
+        str(trimaps),
+        "-o",
+        str(out),
+        "--executor",
+        "ray",
+        "--task-frames",
+        "5",
+    ]
+    result = CliRunner().invoke(app, ["run", *args])
+    assert result.exit_code == 4 and "Traceback" not in result.stderr
+    assert f"clip (frame {FRAMES - 2})" in result.stderr
+    assert not (out / "alpha").exists() or not any((out / "alpha").iterdir())
+
+
 def test_a_worker_killed_mid_run_has_its_chunk_run_again(
     clip: Path, tmp_path: Path, single: dict, local_ray: object
 ) -> None:

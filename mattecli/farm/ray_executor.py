@@ -41,6 +41,7 @@ from mattecli.farm.chunks import Chunk, chunks_of_size, job_frames
 from mattecli.farm.executors import EngineArgs
 from mattecli.media.outfolder import tidy_temporaries
 from mattecli.media.sinks import OutputSpec
+from mattecli.pipeline import check_job
 from mattecli.run_options import RunOptions
 from mattecli.summary import STAGES, InputSummary, Reporter, RunSummary
 
@@ -188,6 +189,7 @@ class RayExecutor:
         job = job_frames(list(shown), options.start, options.end, options.every)
         if not job.numbers:
             raise InputError("the frame range selects no frames", hint="check --start, --end and --every")
+        check_job(list(shown), output, trimap_spec=pipeline.get("trimap_spec"), options=options)
         shared = {key: _absolute(value) for key, value in pipeline.items()}
         spec = replace(output, directory=output.directory.absolute(), composite=_absolute(output.composite))
         self.stats.frames_per_task = self._task_frames or max(
