@@ -31,6 +31,7 @@ from mattecli.media.imageio import is_image_file, read_gray, write_image
 from mattecli.media.sources import Source, open_source
 from mattecli.media.trimaps import TrimapIndex
 from mattecli.summary import Reporter
+from mattecli.trimap_sources import FrameReader
 
 # How many mask file names a warning lists.
 NAMES_SHOWN = 3
@@ -176,7 +177,7 @@ class MaskTrimaps:
                 hint="give a mask for every frame, or limit the run with --end",
             )
 
-    def begin_input(self, frames: Sequence[tuple[str, int]] | None) -> None:
+    def begin_input(self, frames: Sequence[tuple[str, int]] | None, read: FrameReader) -> None:
         """Nothing is carried between frames; a mask video is read again from the next input's first frame."""
         self._close_video_pass()
 

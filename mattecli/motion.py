@@ -45,6 +45,15 @@ class Motion:
         return cv2.remap(previous, self.map_x, self.map_y, interpolation, borderMode=cv2.BORDER_REPLICATE)
 
 
+@dataclass(frozen=True)
+class FlowView:
+    """A frame as the flow sees it (see :meth:`MotionTracker.view`)."""
+
+    index: int
+    image: np.ndarray  # uint8 grey, the longer side at most the tracker's flow_side
+    size: tuple[int, int]  # the frame's (height, width)
+
+
 def grey(frame: Frame) -> np.ndarray:
     """The frame as 8-bit grey, the input of the flow (float and 16-bit frames are scaled and clipped)."""
     image = frame.image
@@ -71,12 +80,25 @@ class MotionTracker:
         self._current_index = None
         self._motion = None
 
-    def advance(self, frame: Frame) -> None:
+    def view(self, frame: Frame) -> FlowView:
+        """What the flow needs of ``frame``: its grey image at the flow's size, and the frame's size.
+
+        Kept instead of the frame, so a pass that reads frames ahead holds a few kilobytes a frame.
+        """
+        height, width = frame.height, frame.width
+        scale = min(1.0, self.flow_side / max(height, width))
+        image = grey(frame)
+        if scale < 1:
+            size = (max(8, round(width * scale)), max(8, round(height * scale)))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        return FlowView(frame.index, image, (height, width))
+
+    def advance(self, frame: Frame | FlowView) -> None:
         """Make ``frame`` the current frame; calling it again for the same frame changes nothing."""
         if frame.index == self._current_index and self._current is not None:
             return
         self._previous = self._current
-        self._current = grey(frame)
+        self._current = frame if isinstance(frame, FlowView) else self.view(frame)
         self._current_index = frame.index
         self._motion = None
 
@@ -85,17 +107,13 @@ class MotionTracker:
         if self._motion is not None:
             return self._motion
         previous, current = self._previous, self._current
-        if previous is None or current is None or previous.shape != current.shape:
+        if previous is None or current is None or previous.size != current.size:
             return None
-        self._motion = self._estimate(previous, current)
+        self._motion = self._estimate(previous.image, current.image, current.size)
         return self._motion
 
-    def _estimate(self, previous: np.ndarray, current: np.ndarray) -> Motion:
-        height, width = current.shape
-        scale = min(1.0, self.flow_side / max(height, width))
-        size = (max(8, round(width * scale)), max(8, round(height * scale)))
-        small_prev = cv2.resize(previous, size, interpolation=cv2.INTER_AREA) if scale < 1 else previous
-        small_cur = cv2.resize(current, size, interpolation=cv2.INTER_AREA) if scale < 1 else current
+    def _estimate(self, small_prev: np.ndarray, small_cur: np.ndarray, size: tuple[int, int]) -> Motion:
+        height, width = size
         backward = self._dis.calc(small_cur, small_prev, None)  # current pixel -> previous frame
         forward = self._dis.calc(small_prev, small_cur, None)  # previous pixel -> current frame
         sh, sw = backward.shape[:2]
@@ -106,8 +124,10 @@ class MotionTracker:
         speed = np.hypot(backward[..., 0], backward[..., 1]) + np.hypot(back[..., 0], back[..., 1])
         outside = (to_x < 0) | (to_y < 0) | (to_x > sw - 1) | (to_y > sh - 1)
         uncertain = (miss > ROUND_TRIP_PIXELS + ROUND_TRIP_FRACTION * speed) | outside
-        if scale < 1:
-            backward = cv2.resize(backward, (width, height), interpolation=cv2.INTER_LINEAR) / scale
+        if (sh, sw) != (height, width):
+            backward = cv2.resize(backward, (width, height), interpolation=cv2.INTER_LINEAR)
+            backward[..., 0] *= width / sw
+            backward[..., 1] *= height / sh
             uncertain = cv2.resize(
                 uncertain.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST
             )

@@ -23,7 +23,7 @@ is a bug: its traceback is printed and the run stops (:mod:`mattecli.failures`).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -81,7 +81,11 @@ def _run_input(
         with sinks_for(output, source) as sinks:
             start = options.start
             if trimaps is not None:
-                trimaps.begin_input(item.frames)
+
+                def read(first: int, last: int) -> Iterator[Frame]:
+                    return source.frames(first, last, options.every, prefetch=0)
+
+                trimaps.begin_input(item.frames, read)
             if smoother is not None:
                 smoother.begin_input()
             recompute = False  # a resumed stateful run computes complete frames again, to carry its state

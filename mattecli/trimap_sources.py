@@ -9,7 +9,7 @@ recompute so that its frames come out as an uninterrupted run's would.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -21,6 +21,8 @@ from mattecli.summary import Reporter
 
 # How many trimap file names a warning lists.
 NAMES_SHOWN = 3
+# Decodes the run's frames of the current input with ``first <= index <= last``, in order.
+FrameReader = Callable[[int, int], Iterator[Frame]]
 
 
 class TrimapSource(Protocol):
@@ -29,8 +31,12 @@ class TrimapSource(Protocol):
     def check(self, frames: Iterable[tuple[str, int]]) -> None:
         """Raise :class:`mattecli.errors.InputError` unless every ``(name, index)`` can get a trimap."""
 
-    def begin_input(self, frames: Sequence[tuple[str, int]] | None) -> None:
-        """A new input starts (its frames in the run's range, when countable): drop carried state."""
+    def begin_input(self, frames: Sequence[tuple[str, int]] | None, read: FrameReader) -> None:
+        """A new input starts (its frames in the run's range, when countable): drop carried state.
+
+        ``read(first, last)`` decodes the run's frames of the input from ``first`` to ``last`` in a
+        pass of its own, for a source that must look ahead (keyframes carried backwards).
+        """
 
     def restart_index(self, first_incomplete: int) -> int:
         """The frame a resumed run recomputes from, when ``first_incomplete`` is the first one not written."""
@@ -59,7 +65,7 @@ class FileTrimaps:
     def check(self, frames: Iterable[tuple[str, int]]) -> None:
         self.index.check(frames)
 
-    def begin_input(self, frames: Sequence[tuple[str, int]] | None) -> None:
+    def begin_input(self, frames: Sequence[tuple[str, int]] | None, read: FrameReader) -> None:
         """Nothing is carried between frames."""
 
     def restart_index(self, first_incomplete: int) -> int:

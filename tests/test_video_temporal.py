@@ -19,8 +19,11 @@ from clips import file_hashes, sample_clip
 from typer.testing import CliRunner
 
 from mattecli.cli import app
+from mattecli.keyframes import KeyframeTrimaps
 from mattecli.media.frame import Frame
 from mattecli.media.imageio import read_gray, read_image
+from mattecli.media.sources import open_source
+from mattecli.media.trimaps import TrimapIndex
 from mattecli.motion import MotionTracker
 
 KEY_EVERY = 12
@@ -95,6 +98,32 @@ def test_keyframes_every_12_frames_keep_sad_within_10_percent(demo: Path, tmp_pa
         name = f"clip.{index:06d}.png"
         assert mine[name] == reference[name]
     assert mine != reference
+
+
+def test_frames_nearer_the_next_keyframe_get_its_trimap_carried_back(demo: Path, tmp_path: Path) -> None:
+    """Carrying back from the next keyframe halves the longest carry: closer to the true trimaps."""
+    keys = _keyframes(demo / "trimaps", tmp_path / "keys", KEY_EVERY)
+    source = open_source(str(demo / "clip.mp4"))
+    frames = source.frame_ids()[: KEY_EVERY + 1]
+
+    def agreement(two_way: bool) -> list[float]:
+        carried = KeyframeTrimaps(TrimapIndex.open(keys))
+        read = (lambda first, last: source.frames(first, last, 1, prefetch=0)) if two_way else None
+        carried.begin_input(frames, read)
+        shares = []
+        for frame in source.frames(0, KEY_EVERY, 1, prefetch=0):
+            trimap = carried.trimap(frame, resize=False)
+            assert set(np.unique(trimap)) <= {0, 128, 255}
+            truth = read_gray(demo / "trimaps" / f"clip.{frame.index:06d}.png")
+            shares.append(float(np.mean(trimap == truth)))
+        return shares
+
+    forward, both = agreement(False), agreement(True)
+    source.close()
+    assert forward[:7] == both[:7]  # frames 1-6 are nearer frame 0: carried forward either way
+    assert both[0] == both[KEY_EVERY] == 1.0  # the keyframes themselves
+    assert np.mean(both[7:KEY_EVERY]) > np.mean(forward[7:KEY_EVERY])
+    assert both[11] > forward[11]  # one step back from frame 12 against eleven forward
 
 
 def test_temporal_lowers_flicker_without_raising_sad(demo: Path, tmp_path: Path) -> None:
