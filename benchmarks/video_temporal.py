@@ -12,6 +12,12 @@ per-frame run of the same clip.
 
     python benchmarks/video_temporal.py                       # both clips, keyframes every 12 frames
     python benchmarks/video_temporal.py --clip demo --json
+    python benchmarks/video_temporal.py --spacing 6 --spacing 12 --spacing 24 --spacing 48
+
+``--spacing`` adds a second table: how far keyframes hold. For each spacing, the carried trimaps
+themselves are compared with the clip's true trimaps (the share of true soft pixels, 0 < alpha <
+255, inside the carried band, and the share of a frame the carried trimap calls definite where
+the truth is not), and the run with them is scored (SAD on the true band and over the frame).
 """
 
 from __future__ import annotations
@@ -21,12 +27,17 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import typer
 from typer.testing import CliRunner
 
 from mattecli.cli import app
 from mattecli.console import user_errors
 from mattecli.errors import InputError
+from mattecli.keyframes import KeyframeTrimaps
+from mattecli.media.imageio import images_by_stem, read_gray
+from mattecli.media.sources import open_source
+from mattecli.media.trimaps import TrimapIndex
 
 WAYS = {
     "per-frame trimaps": [],
@@ -52,6 +63,48 @@ def _keyframe_folder(trimaps: Path, folder: Path, every: int) -> Path:
         if position % every == 0:
             shutil.copy(path, folder / path.name)
     return folder
+
+
+def carried_trimaps(clip: Path, keys: Path) -> dict[str, float]:
+    """How well the trimaps ``--keyframes`` carries from ``keys`` match the clip's true ones."""
+    truth = images_by_stem(clip / "alpha", "ground-truth alpha")
+    source = open_source(str(clip / "clip.mp4"))
+    carried = KeyframeTrimaps(TrimapIndex.open(keys))
+    carried.begin_input(source.frame_ids(), lambda first, last: source.frames(first, last, 1, prefetch=0))
+    soft = inside = 0
+    wrong: list[float] = []
+    try:
+        for frame in source.frames(prefetch=0):
+            trimap = carried.trimap(frame, resize=False)
+            alpha = read_gray(truth[f"{frame.name}.{frame.index:06d}"])
+            is_soft = (alpha > 0) & (alpha < 255)
+            soft += int(is_soft.sum())
+            inside += int((is_soft & (trimap == 128)).sum())
+            wrong.append(float((((trimap == 255) & (alpha < 255)) | ((trimap == 0) & (alpha > 0))).mean()))
+    finally:
+        source.close()
+    return {"soft_inside_band": inside / max(1, soft), "definite_and_wrong": float(np.mean(wrong))}
+
+
+def measure_spacings(clip: Path, spacings: list[int], work: Path) -> dict[int, dict[str, float]]:
+    """Keyframes every N frames for each N: carried-trimap quality and the SAD of the run."""
+    results = {}
+    for spacing in spacings:
+        keys = _keyframe_folder(clip / "trimaps", work / f"keys{spacing}", spacing)
+        out = work / f"spacing{spacing}"
+        _cli(["run", str(clip / "clip.mp4"), "-t", str(keys), "--keyframes", "-o", str(out), "-q"])
+        band = json.loads(
+            _cli(["eval", str(out / "alpha"), str(clip / "alpha"), "-t", str(clip / "trimaps"), "--json"])
+        )
+        whole = json.loads(
+            _cli(["eval", str(out / "alpha"), str(clip / "alpha"), "--region", "all", "--json"])
+        )
+        results[spacing] = {
+            **carried_trimaps(clip, keys),
+            "sad": band["mean"]["paper"]["sad"],
+            "sad_frame": whole["mean"]["paper"]["sad"],
+        }
+    return results
 
 
 def measure_clip(clip: Path, every: int, repeats: int, work: Path) -> dict[str, dict[str, float]]:
@@ -118,10 +171,14 @@ def main(
     clip: list[str] = typer.Option(list(PRESETS), "--clip", help="Which sample clips: demo, hard."),
     every: int = typer.Option(12, "--every", min=1, help="Keyframe spacing in frames."),
     repeats: int = typer.Option(2, "--repeats", min=1, help="Timed runs per way (the fastest is kept)."),
+    spacing: list[int] = typer.Option(
+        [], "--spacing", min=1, help="Also sweep keyframe spacings (repeat the option)."
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
     with user_errors():
-        report = {}
+        report: dict[str, dict] = {}
+        sweeps: dict[str, dict] = {}
         for name in clip:
             if name not in PRESETS:
                 raise InputError(f"unknown clip {name!r}", hint=f"choose from {', '.join(PRESETS)}")
@@ -129,8 +186,10 @@ def main(
                 work = Path(tmp)
                 _cli(["sample", str(work / "clip"), *PRESETS[name]])
                 report[name] = measure_clip(work / "clip", every, repeats, work)
+                if spacing:
+                    sweeps[name] = measure_spacings(work / "clip", spacing, work)
         if json_output:
-            typer.echo(json.dumps(report, indent=2))
+            typer.echo(json.dumps({"ways": report, "spacings": sweeps}, indent=2))
             return
         typer.echo(f"keyframes every {every} frames; ratios against per-frame trimaps of the same clip")
         typer.echo(
@@ -146,6 +205,20 @@ def main(
                     f"{v['sad_frame_ratio']:.3f} | {v['dtssd_ratio']:.3f} | "
                     f"{v['seconds_per_frame_ratio']:.3f} |"
                 )
+
+        if sweeps:
+            typer.echo("")
+            typer.echo(
+                "| clip | keyframe every | true soft pixels in the band | definite and wrong "
+                "| SAD band | SAD frame |"
+            )
+            typer.echo("|---|---|---|---|---|---|")
+            for name, rows in sweeps.items():
+                for n, v in rows.items():
+                    typer.echo(
+                        f"| {name} | {n} | {v['soft_inside_band']:.1%} | {v['definite_and_wrong']:.2%} | "
+                        f"{v['sad']:.2f} | {v['sad_frame']:.2f} |"
+                    )
 
 
 if __name__ == "__main__":

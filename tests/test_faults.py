@@ -176,7 +176,11 @@ def test_a_limit_hit_while_the_video_is_finished_keeps_no_video_and_says_so(
     result = _run(clip, out, "--alpha", "none", "--fg", "none", shell_prefix=f"ulimit -f {limit_kib}")
     _check_disk_full(out, result, "file too large")
     (line,) = _error_lines(result.stderr)
-    assert f"{out / 'clip.rgba.mov'}: cannot finish the video: file too large; the video is not kept" in line
+    # The limit falls in the last kilobyte: usually in the index written when the video is
+    # finished, but the muxer's buffer may flush the last frame's bytes into it first (seen once
+    # in CI under load), which names that frame instead. Either way the video is named and dropped.
+    assert f"{out / 'clip.rgba.mov'}" in line and "file too large; the video is not kept" in line, line
+    assert "cannot finish the video" in line or "frame 47" in line, line
     assert "0 frames written" in result.stderr and "48 frames" not in result.stderr  # none was kept
 
 

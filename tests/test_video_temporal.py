@@ -183,6 +183,16 @@ def test_keyframes_need_a_trimap_for_the_first_frame(short: Path, tmp_path: Path
     assert len(list((tmp_path / "o2" / "alpha").iterdir())) == 8
 
 
+def test_a_plan_with_keyframes_starts_every_chunk_at_a_keyframe(short: Path, tmp_path: Path) -> None:
+    keys = _keyframes(short / "trimaps", tmp_path / "keys", 4)  # keyframes 0, 4, 8
+    job = ["--", str(short / "clip.mp4"), "-t", str(keys), "--keyframes", "-o", str(tmp_path / "out")]
+    code, _, err = _cli("plan", "--chunks", "3", "-p", tmp_path / "good", *job)  # 0-3, 4-7, 8-11
+    assert code == 0, err
+    code, _, err = _cli("plan", "--chunks", "2", "-p", tmp_path / "bad", *job)  # 0-5, 6-11
+    assert code == 4 and "would start" in err and "frame 6" in err and "Traceback" not in err
+    assert not (tmp_path / "bad").exists()
+
+
 def test_stateful_options_are_refused_where_they_cannot_work(short: Path, tmp_path: Path) -> None:
     code, _, err = _cli("run", short / "clip.mp4", "--keyframes", "-o", tmp_path / "a")
     assert code == 4 and "--keyframes needs --trimap-dir" in err

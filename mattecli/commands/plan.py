@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from mattecli.console import err_console, print_json, user_errors
 from mattecli.errors import InputError
+
+if TYPE_CHECKING:
+    from mattecli.farm.chunks import Chunk, JobFrames
 
 
 def plan(
@@ -67,7 +71,10 @@ def plan(
         if not frames.numbers:
             raise InputError("the job selects no frames", hint="check the inputs, --start, --end and --every")
         parts = split(frames, chunks) if chunks is not None else chunks_of_size(frames, chunk_frames or 100)
-        planned = [PlannedChunk(part, chunk_args(part, options)) for part in parts if part.frames]
+        parts = [part for part in parts if part.frames]
+        if params.get("keyframes") and params.get("trimap_dir") is not None:
+            _check_keyframe_starts(frames, parts, Path(str(params["trimap_dir"])))
+        planned = [PlannedChunk(part, chunk_args(part, options)) for part in parts]
         summary = {
             "args": list(job),
             "inputs": [spec for spec, _ in frames.per_input],
@@ -88,6 +95,29 @@ def plan(
                  "frames": p.chunk.frames, "args": p.args, "command": p.command(program)}
                 for p in planned
             ]})  # fmt: skip
+
+
+def _check_keyframe_starts(frames: JobFrames, parts: list[Chunk], trimap_dir: Path) -> None:
+    """With ``--keyframes`` every chunk carries trimaps from its own first frame, which must be a keyframe."""
+    from mattecli.media.sources import open_source
+    from mattecli.media.trimaps import TrimapIndex
+
+    index = TrimapIndex.open(trimap_dir)
+    for spec, numbers in frames.per_input:
+        source = open_source(spec)
+        try:
+            names = {number: name for name, number in source.frame_ids()}
+        finally:
+            source.close()
+        for part in parts:
+            first = next((n for n in numbers if part.first <= n <= part.last), None)
+            if first is not None and index.find(names[first], first) is None:
+                raise InputError(
+                    f"chunk {part.label} would start {spec} at frame {first}, which has no keyframe trimap",
+                    path=trimap_dir,
+                    hint="--keyframes carries trimaps from each chunk's first frame; chunks are even "
+                    "splits, so pick --chunks (or -n) that puts every chunk's start on a keyframe",
+                )
 
 
 def _parse_run(args: list[str]) -> tuple[dict[str, object], list[str]]:
