@@ -29,3 +29,14 @@ def sample_clip(folder: Path, frames: int | None = None, size: tuple[int, int] |
 def file_hashes(folder: Path) -> dict[str, str]:
     """sha256 of every file in ``folder``, by name."""
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+def local_run_hashes(clip: Path, out: Path) -> dict[str, str]:
+    """Matte a sample clip here with its per-frame trimaps; the sha256 of every alpha file written.
+
+    The reference that chunked, resumed and distributed runs of the same clip must reproduce.
+    """
+    args = ["run", str(clip / "clip.mp4"), "-t", str(clip / "trimaps"), "-o", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.stderr
+    return file_hashes(out / "alpha")

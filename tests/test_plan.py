@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from clips import file_hashes, sample_clip
+from clips import file_hashes, local_run_hashes, sample_clip
 from typer.testing import CliRunner
 
 from mattecli.cli import app
@@ -39,12 +39,7 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def single(clip: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """sha256 of every alpha file of one single-machine run of the whole clip."""
-    out = tmp_path_factory.mktemp("single") / "out"
-    result = CliRunner().invoke(
-        app, ["run", str(clip / "clip.mp4"), "-t", str(clip / "trimaps"), "-o", str(out)]
-    )
-    assert result.exit_code == 0, result.stderr
-    return _hashes(out)
+    return local_run_hashes(clip, tmp_path_factory.mktemp("single") / "out")
 
 
 def _hashes(out: Path) -> dict[str, str]:

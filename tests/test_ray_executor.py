@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from clips import file_hashes, sample_clip
+from clips import file_hashes, local_run_hashes, sample_clip
 from typer.testing import CliRunner
 
 from mattecli.cli import app
@@ -44,12 +44,8 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def single(clip: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    out = tmp_path_factory.mktemp("single") / "out"
-    result = CliRunner().invoke(
-        app, ["run", str(clip / "clip.mp4"), "-t", str(clip / "trimaps"), "-o", str(out)]
-    )
-    assert result.exit_code == 0, result.stderr
-    return _hashes(out)
+    """sha256 of every alpha file of one single-machine run of the whole clip."""
+    return local_run_hashes(clip, tmp_path_factory.mktemp("single") / "out")
 
 
 @pytest.fixture(scope="module")
