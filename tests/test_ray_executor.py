@@ -100,6 +100,21 @@ def test_ray_refuses_a_video_output_and_local_refuses_ray_options(
     assert result.exit_code == 4 and "only for --executor ray" in result.stderr
 
 
+def test_an_input_that_cannot_be_opened_is_reported_and_the_others_run(
+    clip: Path, tmp_path: Path, single: dict, local_ray: object
+) -> None:
+    missing = tmp_path / "absent.mp4"
+    out = tmp_path / "out"
+    args = [str(missing), str(clip / "clip.mp4"), "-t", str(clip / "trimaps"), "-o", str(out)]
+    result = CliRunner().invoke(app, ["run", *args, "--executor", "ray", "--json"])
+    assert result.exit_code == 1, result.stderr  # as a local run: the others finish, then exit 1
+    assert "absent.mp4" in result.stderr and "Traceback" not in result.stderr
+    assert _hashes(out) == single
+    summary = json.loads(result.stdout)
+    failed = [item for item in summary["inputs"] if item["failed"]]
+    assert [item["path"] for item in failed] == [str(missing)]
+
+
 def test_a_missing_trimap_stops_the_job_before_any_worker_writes(
     clip: Path, tmp_path: Path, local_ray: object
 ) -> None:

@@ -42,6 +42,7 @@ from mattecli.farm.executors import EngineArgs
 from mattecli.media.outfolder import tidy_temporaries
 from mattecli.media.sinks import OutputSpec
 from mattecli.pipeline import check_job
+from mattecli.run_inputs import expand_inputs, open_input
 from mattecli.run_options import RunOptions
 from mattecli.summary import STAGES, InputSummary, Reporter, RunSummary
 
@@ -185,11 +186,15 @@ class RayExecutor:
                 hint="write image outputs with --executor ray, or split the job with `mattecli plan`, "
                 "whose chunks write one video each",
             )
-        shown = {os.path.abspath(spec): spec for spec in inputs}
-        job = job_frames(list(shown), options.start, options.end, options.every)
+        shown = {os.path.abspath(spec): spec for spec in expand_inputs(inputs)}
+        openable, failed = _open_each(list(shown), options)
+        if not openable:  # as a local run: nothing can run, so the whole call is bad input
+            more = f" (and {len(failed) - 1} more inputs that could not be opened)" if len(failed) > 1 else ""
+            raise InputError(f"{failed[0].error}{more}", hint="check the input paths; nothing was written")
+        job = job_frames(openable, options.start, options.end, options.every)
         if not job.numbers:
             raise InputError("the frame range selects no frames", hint="check --start, --end and --every")
-        check_job(list(shown), output, trimap_spec=pipeline.get("trimap_spec"), options=options)
+        check_job(openable, output, trimap_spec=pipeline.get("trimap_spec"), options=options)
         shared = {key: _absolute(value) for key, value in pipeline.items()}
         spec = replace(output, directory=output.directory.absolute(), composite=_absolute(output.composite))
         self.stats.frames_per_task = self._task_frames or max(
@@ -248,7 +253,11 @@ class RayExecutor:
                 f"workers had begun ({self.stats.temporaries_removed}) were removed, never used"
             )
         _share_wall(list(items.values()), wall)
-        return RunSummary(list(items.values()), run={**run_info, "executor": self.stats.to_json()})
+        for item in failed:
+            item.path = shown.get(item.path, item.path)
+            reporter.input_finished(item)
+        summaries = list(items.values()) + failed
+        return RunSummary(summaries, run={**run_info, "executor": self.stats.to_json()})
 
     def _replace_actor(self, k: int) -> None:
         """A fresh actor (its own model load) in place of one that died."""
@@ -320,6 +329,23 @@ def _plan_workers(
             hint="lower --workers or --threads",
         )
     return replace(engine, threads=threads), {"num_cpus": threads}, RayStats(address, count, threads, 0)
+
+
+def _open_each(specs: list[str], options: RunOptions) -> tuple[list[str], list[InputSummary]]:
+    """The inputs that open, and the summaries of those that do not.
+
+    As in a local run, an input that cannot be opened is reported and the job goes on with the
+    others (exit code 1 at the end); its frames could not be counted into chunks anyway.
+    """
+    openable, failed = [], []
+    for spec in specs:
+        item = open_input(spec, options)
+        if item.source is None:
+            failed.append(item.summary)
+        else:
+            item.source.close()
+            openable.append(spec)
+    return openable, failed
 
 
 def _add(item: InputSummary, done: dict[str, Any]) -> None:
