@@ -24,6 +24,7 @@ keyframe before its first missing frame (:meth:`KeyframeTrimaps.restart_index`).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -67,7 +68,7 @@ class KeyframeTrimaps:
         self._previous: np.ndarray | None = None  # the previous frame's trimap
         self._band = 0.0  # the last keyframe's band width in pixels
         self._ahead: dict[int, np.ndarray] = {}  # trimaps carried back from the next keyframe
-        self._warned: set = set()
+        self._warned: set[Path] = set()
 
     def check(self, frames: Iterable[tuple[str, int]]) -> None:
         """Every input's first frame in the range must be a keyframe: nothing comes before it."""
