@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import cv2
@@ -12,7 +13,7 @@ import torch.nn.functional as F
 
 from engines.base import Device, open_engine
 from engines.torch import ModelEngine
-from mattecli import band_inputs
+from mattecli import band_inputs, band_predictor
 from mattecli.frame_matter import FrameMatter
 from mattecli.inputs import pad_reflect
 from mattecli.media.frame import Frame
@@ -202,13 +203,16 @@ def test_run_band_equals_whole_frame_on_a_real_photo(shared_data: Path, band_onn
 
 
 class _CappedCells:
-    """The real ONNX Runtime engine, accepting at most ``cap`` cells per call as a TensorRT profile does."""
+    """The real ONNX Runtime engine, accepting at most ``cap`` cells per call as a TensorRT profile does
+    (``None``: what ONNX Runtime accepts); it counts the cells of each call."""
 
-    def __init__(self, engine, cap: int) -> None:  # noqa: ANN001 - any Engine
+    def __init__(self, engine, cap: int | None) -> None:  # noqa: ANN001 - any Engine
         self.engine, self.cap, self.calls = engine, cap, []
         self.name, self.device, self.contract = engine.name, engine.device, engine.contract
 
     def accepts(self, shapes) -> bool:  # noqa: ANN001
+        if self.cap is None:
+            return self.engine.accepts(shapes)
         return shapes["band_patches"][0] <= self.cap
 
     def infer(self, inputs):  # noqa: ANN001
@@ -227,6 +231,28 @@ def test_cells_beyond_an_engines_cap_go_in_several_calls(shared_data: Path, band
     split, _ = _matte(capped, frame, trimap)
     assert len(capped.calls) > 2 and max(capped.calls) <= 100
     assert np.abs(split - whole).max() < 1e-5
+
+
+def test_a_frame_with_more_cells_than_a_call_holds_goes_in_even_calls(
+    shared_data: Path, band_onnx: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The memory cap on cells per call splits a frame like an engine's cap does: same alphas."""
+    frame, trimap = _real_frame(shared_data, "GT20")
+    engine = open_engine("ort", band_onnx)
+    counted = _CappedCells(engine, cap=None)
+    whole, _ = _matte(counted, frame, trimap)
+    (cells,) = counted.calls
+    monkeypatch.setattr(band_predictor, "MAX_CELLS_PER_CALL", cells // 3)
+    counted.calls = []
+    split, _ = _matte(counted, frame, trimap)
+    assert len(counted.calls) == math.ceil(cells / (cells // 3)) >= 3
+    assert max(counted.calls) - min(counted.calls) <= len(counted.calls)  # even groups, not cap + rest
+    assert max(counted.calls) <= cells // 3 and sum(counted.calls) == cells
+    assert np.abs(split - whole).max() < 1e-5
+    # An engine with a fixed maximum (TensorRT) reserved memory for it: only its own cap splits.
+    capped = _CappedCells(engine, cap=cells)
+    _matte(capped, frame, trimap)
+    assert capped.calls == [cells]
 
 
 def test_a_training_step_on_real_samples(shared_data: Path) -> None:
