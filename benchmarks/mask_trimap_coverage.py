@@ -17,9 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import typer
-from typer.testing import CliRunner
+from measure_common import mattecli
 
-from mattecli.cli import app
 from mattecli.console import user_errors
 from mattecli.errors import InputError
 from mattecli.media.imageio import images_by_stem, read_gray, write_image
@@ -76,10 +75,7 @@ def main(
             write_sample(demo)
         masks_from_alphas(demo / "alpha", work / "masks")
         args = ["trimap", str(work / "masks"), "-o", str(work / "trimaps"), "--json"]
-        result = CliRunner().invoke(app, args + ([] if band is None else ["--band", band]))
-        if result.exit_code != 0:
-            raise InputError(f"mattecli trimap failed: {result.stderr.strip()}")
-        settings = json.loads(result.stdout)
+        settings = json.loads(mattecli(args + ([] if band is None else ["--band", band])))
         numbers = coverage(demo / "alpha", work / "trimaps")
         numbers.update(band=settings["settings"]["band"], band_pixels=settings["band_pixels"])
         if json_output:

@@ -203,6 +203,22 @@ def fmt(value: float | None, digits: int = 2) -> str:
     return f"{value:.{digits}f}"
 
 
+def mattecli(args: Sequence[str]) -> str:
+    """Run one mattecli command in this process, as a user types it; its stdout.
+
+    A failure is an :class:`InputError` naming the command and its output, so a script stops
+    with one line rather than scoring a folder the command never filled.
+    """
+    from typer.testing import CliRunner
+
+    from mattecli.cli import app
+
+    result = CliRunner().invoke(app, list(args))
+    if result.exit_code != 0:
+        raise InputError(f"mattecli {' '.join(args)} failed ({result.exit_code}): {result.output.strip()}")
+    return result.stdout
+
+
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], *, left: int = 1) -> str:
     """A GitHub markdown table; the first ``left`` columns are text, the others numbers (right-aligned)."""
     align = ["---" if i < left else "---:" for i in range(len(header))]

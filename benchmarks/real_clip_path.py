@@ -46,9 +46,8 @@ import av
 import cv2
 import numpy as np
 import typer
-from typer.testing import CliRunner
+from measure_common import mattecli
 
-from mattecli.cli import app
 from mattecli.console import user_errors
 from mattecli.errors import InputError
 from mattecli.media.imageio import read_gray, read_image, write_image
@@ -126,20 +125,12 @@ def write_masks(
         write_image(masks / f"{start + offset:06d}.png", key_mask(frame, plate, settings))
 
 
-def cli(args: list[str]) -> str:
-    """Run one mattecli command in this process; its stdout, or an error naming the command."""
-    result = CliRunner().invoke(app, args)
-    if result.exit_code != 0:
-        raise InputError(f"mattecli {' '.join(args)} failed ({result.exit_code}): {result.output.strip()}")
-    return result.stdout
-
-
 def run_matting(
     clip: Path, trimaps: Path, out: Path, start: int, end: int, extra: list[str]
 ) -> dict[str, float]:
     """``mattecli run`` on frames ``start..end``, ProRes 4444 and a green composite; its wall seconds."""
     began = time.perf_counter()
-    cli(
+    mattecli(
         [
             "run", str(clip), "-t", str(trimaps), "-o", str(out), "--start", str(start), "--end", str(end),
             "--alpha", "png8", "--video", "prores", "--composite", COMPOSITE_COLOUR,
@@ -231,7 +222,7 @@ def real_clip_path(
     write_masks(frames, start, clean_plate(clip, settings.plate_step), settings, out / "masks")
     key_seconds = time.perf_counter() - began
     made = json.loads(
-        cli(["trimap", str(out / "masks"), "-o", str(out / "trimaps"), "--json", "--band", band])
+        mattecli(["trimap", str(out / "masks"), "-o", str(out / "trimaps"), "--json", "--band", band])
     )
     ways = {"per-frame": (out / "run", [])} | (
         {"--temporal": (out / "run-temporal", ["--temporal"])} if temporal else {}

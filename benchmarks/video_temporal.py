@@ -29,9 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import typer
-from typer.testing import CliRunner
+from measure_common import markdown_table, mattecli
 
-from mattecli.cli import app
 from mattecli.console import user_errors
 from mattecli.errors import InputError
 from mattecli.keyframes import KeyframeTrimaps
@@ -46,14 +45,6 @@ WAYS = {
     "keyframes + --temporal": ["--keyframes", "--temporal"],
 }
 PRESETS = {"demo": [], "hard": ["--preset", "hard"]}
-
-
-def _cli(args: list[str]) -> str:
-    """Run one mattecli command in this process; its stdout, or an error naming the command."""
-    result = CliRunner().invoke(app, args)
-    if result.exit_code != 0:
-        raise InputError(f"mattecli {' '.join(args)} failed ({result.exit_code}): {result.output.strip()}")
-    return result.stdout
 
 
 def _keyframe_folder(trimaps: Path, folder: Path, every: int) -> Path:
@@ -92,12 +83,12 @@ def measure_spacings(clip: Path, spacings: list[int], work: Path) -> dict[int, d
     for spacing in spacings:
         keys = _keyframe_folder(clip / "trimaps", work / f"keys{spacing}", spacing)
         out = work / f"spacing{spacing}"
-        _cli(["run", str(clip / "clip.mp4"), "-t", str(keys), "--keyframes", "-o", str(out), "-q"])
+        mattecli(["run", str(clip / "clip.mp4"), "-t", str(keys), "--keyframes", "-o", str(out), "-q"])
         band = json.loads(
-            _cli(["eval", str(out / "alpha"), str(clip / "alpha"), "-t", str(clip / "trimaps"), "--json"])
+            mattecli(["eval", str(out / "alpha"), str(clip / "alpha"), "-t", str(clip / "trimaps"), "--json"])
         )
         whole = json.loads(
-            _cli(["eval", str(out / "alpha"), str(clip / "alpha"), "--region", "all", "--json"])
+            mattecli(["eval", str(out / "alpha"), str(clip / "alpha"), "--region", "all", "--json"])
         )
         results[spacing] = {
             **carried_trimaps(clip, keys),
@@ -117,7 +108,7 @@ def measure_clip(clip: Path, every: int, repeats: int, work: Path) -> dict[str, 
             shutil.rmtree(out, ignore_errors=True)
             trimaps = keys if "--keyframes" in flags else clip / "trimaps"
             run = json.loads(
-                _cli(
+                mattecli(
                     [
                         "run",
                         str(clip / "clip.mp4"),
@@ -138,7 +129,7 @@ def measure_clip(clip: Path, every: int, repeats: int, work: Path) -> dict[str, 
     for way in WAYS:
         out = work / way.replace(" ", "_")
         scores = json.loads(
-            _cli(
+            mattecli(
                 [
                     "eval",
                     str(out / "alpha"),
@@ -151,7 +142,7 @@ def measure_clip(clip: Path, every: int, repeats: int, work: Path) -> dict[str, 
             )
         )
         whole = json.loads(
-            _cli(["eval", str(out / "alpha"), str(clip / "alpha"), "--region", "all", "--json"])
+            mattecli(["eval", str(out / "alpha"), str(clip / "alpha"), "--region", "all", "--json"])
         )
         results[way] = {
             "sad": scores["mean"]["paper"]["sad"],
@@ -184,7 +175,7 @@ def main(
                 raise InputError(f"unknown clip {name!r}", hint=f"choose from {', '.join(PRESETS)}")
             with tempfile.TemporaryDirectory() as tmp:
                 work = Path(tmp)
-                _cli(["sample", str(work / "clip"), *PRESETS[name]])
+                mattecli(["sample", str(work / "clip"), *PRESETS[name]])
                 report[name] = measure_clip(work / "clip", every, repeats, work)
                 if spacing:
                     sweeps[name] = measure_spacings(work / "clip", spacing, work)
@@ -192,33 +183,26 @@ def main(
             typer.echo(json.dumps({"ways": report, "spacings": sweeps}, indent=2))
             return
         typer.echo(f"keyframes every {every} frames; ratios against per-frame trimaps of the same clip")
-        typer.echo(
-            "| clip | way | SAD band | SAD frame | dtSSD | MESSDdt | s/frame "
-            "| SAD band ratio | SAD frame ratio | dtSSD ratio | time ratio |"
-        )
-        typer.echo("|---|---|---|---|---|---|---|---|---|---|---|")
-        for name, results in report.items():
-            for way, v in results.items():
-                typer.echo(
-                    f"| {name} | {way} | {v['sad']:.2f} | {v['sad_frame']:.2f} | {v['dtssd']:.2f} | "
-                    f"{v['messddt']:.0f} | {v['seconds_per_frame']:.3f} | {v['sad_ratio']:.3f} | "
-                    f"{v['sad_frame_ratio']:.3f} | {v['dtssd_ratio']:.3f} | "
-                    f"{v['seconds_per_frame_ratio']:.3f} |"
-                )
-
+        header = ["clip", "way", "SAD band", "SAD frame", "dtSSD", "MESSDdt", "s/frame"]
+        ratios = ["sad", "sad_frame", "dtssd", "seconds_per_frame"]
+        header += ["SAD band ratio", "SAD frame ratio", "dtSSD ratio", "time ratio"]
+        rows = [
+            [name, way, f"{v['sad']:.2f}", f"{v['sad_frame']:.2f}", f"{v['dtssd']:.2f}"]
+            + [f"{v['messddt']:.0f}", f"{v['seconds_per_frame']:.3f}"]
+            + [f"{v[f'{key}_ratio']:.3f}" for key in ratios]
+            for name, results in report.items()
+            for way, v in results.items()
+        ]
+        typer.echo(markdown_table(header, rows, left=2))
         if sweeps:
-            typer.echo("")
-            typer.echo(
-                "| clip | keyframe every | true soft pixels in the band | definite and wrong "
-                "| SAD band | SAD frame |"
-            )
-            typer.echo("|---|---|---|---|---|---|")
-            for name, rows in sweeps.items():
-                for n, v in rows.items():
-                    typer.echo(
-                        f"| {name} | {n} | {v['soft_inside_band']:.1%} | {v['definite_and_wrong']:.2%} | "
-                        f"{v['sad']:.2f} | {v['sad_frame']:.2f} |"
-                    )
+            header = ["clip", "keyframe every", "true soft pixels in the band", "definite and wrong"]
+            rows = [
+                [name, str(n), f"{v['soft_inside_band']:.1%}", f"{v['definite_and_wrong']:.2%}"]
+                + [f"{v['sad']:.2f}", f"{v['sad_frame']:.2f}"]
+                for name, spacings in sweeps.items()
+                for n, v in spacings.items()
+            ]
+            typer.echo("\n" + markdown_table([*header, "SAD band", "SAD frame"], rows))
 
 
 if __name__ == "__main__":

@@ -101,7 +101,7 @@ class KeyframeTrimaps:
     def trimap(self, frame: Frame, *, resize: bool) -> np.ndarray:
         self.motion.advance(frame)
         if self.index.find(frame.name, frame.index) is not None:
-            trimap = self._load(frame.name, frame.index, (frame.height, frame.width), resize)
+            trimap = self.index.load(frame.name, frame.index, (frame.height, frame.width), resize=resize)
             self._band = band_width(trimap)
             self._previous = trimap
             self._ahead = self._carried_back(frame, resize)
@@ -118,9 +118,6 @@ class KeyframeTrimaps:
             )
         self._previous = _carried(self._previous, motion, self._band)
         return self._previous
-
-    def _load(self, name: str, index: int, size: tuple[int, int], resize: bool) -> np.ndarray:
-        return self.index.load(name, index, size, resize=resize)
 
     def _carried_back(self, key: Frame, resize: bool) -> dict[int, np.ndarray]:
         """The trimaps of the frames nearer the keyframe after ``key`` than ``key``, carried back from it."""
@@ -140,7 +137,7 @@ class KeyframeTrimaps:
         if last is None or last.index != nxt or last.image.shape != key.image.shape:
             return {}  # the next keyframe's frame could not be read here: carry forward instead
         tracker.advance(views[-1])
-        trimap = self._load(last.name, last.index, (last.height, last.width), resize)
+        trimap = self.index.load(last.name, last.index, (last.height, last.width), resize=resize)
         band = band_width(trimap)
         carried: dict[int, np.ndarray] = {}
         for view in reversed(views[:-1]):
@@ -150,9 +147,6 @@ class KeyframeTrimaps:
                 break
             trimap = carried[view.index] = _carried(trimap, motion, band)
         return carried
-
-    def observe(self, frame: Frame, alpha: np.ndarray) -> None:
-        """The trimap, not the matte, is carried (see the module docstring)."""
 
     def warn(self, reporter: Reporter) -> None:
         warn_fixed_trimaps(self.index, self._warned, reporter)

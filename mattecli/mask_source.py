@@ -152,18 +152,12 @@ class MaskTrimaps:
         if self.spec.is_file() and not is_image_file(self.spec):
             self._video = open_source(self.spec)
         else:
-            try:
-                self._index = TrimapIndex.open(self.spec)
-            except InputError as exc:
-                raise _as_mask_error(exc) from None
+            self._index = TrimapIndex.open(self.spec, kind="mask", option="--mask-dir")
 
     def check(self, frames: Iterable[tuple[str, int]]) -> None:
         """Every frame has its mask: a file that fits it, or a frame of the mask video with its number."""
         if self._index is not None:
-            try:
-                self._index.check(frames)
-            except InputError as exc:
-                raise _as_mask_error(exc) from None
+            self._index.check(frames)
             return
         assert self._video is not None
         count = self._video.info.frame_count
@@ -205,9 +199,6 @@ class MaskTrimaps:
         if key is not None and self._index is not None and self._index.single:
             self._cache = (key, trimap)
         return trimap
-
-    def observe(self, frame: Frame, alpha: np.ndarray) -> None:
-        """Nothing is carried between frames."""
 
     def warn(self, reporter: Reporter) -> None:
         """One line about masks without any foreground (their frames' alpha is zero everywhere)."""
@@ -263,14 +254,3 @@ class MaskTrimaps:
         if self._decoded is not None:
             self._decoded.close()  # type: ignore[attr-defined]
         self._decoded, self._last = None, None
-
-
-def _as_mask_error(exc: InputError) -> InputError:
-    """A trimap-matching error told about masks: the rules are the same, the option is ``--mask-dir``."""
-
-    def about_masks(text: str | None) -> str | None:
-        return None if text is None else text.replace("--trimap-dir", "--mask-dir").replace("trimap", "mask")
-
-    return InputError(
-        about_masks(exc.message) or "", path=exc.path, frame=exc.frame, hint=about_masks(exc.hint)
-    )

@@ -44,6 +44,7 @@ from mattecli.run_inputs import (
     expand_inputs,
     open_input,
     output_stub,
+    require_one_opened,
     sinks_for,
 )
 from mattecli.run_options import RunOptions, check_options
@@ -147,8 +148,6 @@ def _run_input(
                     alpha, fg = matter(frame, trimap)
                     if smooth is not None:
                         alpha = smooth(frame, trimap, alpha)
-                    if trimaps is not None:
-                        trimaps.observe(frame, alpha)
                     writer.submit(frame, alpha, fg)
                 current.index = None  # a failure while finishing the outputs is not one frame's
                 current.finishing = True
@@ -174,12 +173,13 @@ def check_job(
     *,
     trimap_spec: Path | TrimapSource | None = None,
     options: RunOptions | None = None,
-) -> None:
+) -> list[RunInput]:
     """The checks of the whole job that :func:`run_pipeline` makes before its first frame, alone.
 
     For a driver that hands frame ranges to other processes (the Ray executor): a missing trimap
-    or two inputs writing one file stop the job before any worker writes a frame. Inputs that
-    cannot be opened are left to the caller, which needs their frame counts anyway.
+    or two inputs writing one file stop the job before any worker writes a frame. Returns every
+    input with its frames (their sources closed again); one that cannot be opened is returned
+    with its failure in its summary, for the caller to report.
     """
     options = options or RunOptions()
     trimaps = _trimap_source(trimap_spec)
@@ -192,6 +192,7 @@ def check_job(
     finally:
         for item in opened:
             item.source.close()  # type: ignore[union-attr]
+    return items
 
 
 def run_pipeline(
@@ -240,11 +241,7 @@ def run_pipeline(
         smoother = TemporalSmoother(options.temporal, motion or MotionTracker())
     items = [open_input(spec, options, debug=debug) for spec in expand_inputs(specs)]
     opened = [item for item in items if item.source is not None]
-    if items and not opened:
-        # Nothing can run: the whole call is bad input (exit 4), not a batch with some failures.
-        first = items[0].summary.error or items[0].spec
-        more = f" (and {len(items) - 1} more inputs that could not be opened)" if len(items) > 1 else ""
-        raise InputError(first + more, hint="check the input paths; nothing was written")
+    require_one_opened(items)
     summary = RunSummary(
         [item.summary for item in items],
         run={

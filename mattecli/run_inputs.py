@@ -88,6 +88,14 @@ def open_input(spec: str, options: RunOptions, *, debug: bool = False) -> RunInp
     return item
 
 
+def require_one_opened(items: Sequence[RunInput]) -> None:
+    """Refuse a call none of whose inputs opens: it is bad input (exit 4), not a batch with failures."""
+    if items and all(item.source is None for item in items):
+        first = items[0].summary.error or items[0].spec
+        more = f" (and {len(items) - 1} more inputs that could not be opened)" if len(items) > 1 else ""
+        raise InputError(first + more, hint="check the input paths; nothing was written")
+
+
 def sinks_for(output: OutputSpec, source: Source) -> Sinks:
     """The outputs of one source (nothing is opened before the first frame is written)."""
     info = source.info

@@ -1,9 +1,9 @@
 """Where each frame's trimap comes from: trimap files, trimaps made from masks, or keyframes moved by motion.
 
-The pipeline asks a :class:`TrimapSource` for the trimap of each frame in decoding order and
-tells it the final alpha of that frame afterwards, so a source may carry state from frame to
-frame (keyframe propagation does; files and masks do not). A stateful source cannot start in the
-middle of a clip: :meth:`TrimapSource.restart_index` says from which frame a resumed run has to
+The pipeline asks a :class:`TrimapSource` for the trimap of each frame in decoding order, so a
+source may carry state from frame to frame (keyframe propagation does; files and masks do not),
+and may read frames ahead in a pass of its own. A stateful source cannot start in the middle of
+a clip: :meth:`TrimapSource.restart_index` says from which frame a resumed run has to
 recompute so that its frames come out as an uninterrupted run's would.
 """
 
@@ -44,9 +44,6 @@ class TrimapSource(Protocol):
     def trimap(self, frame: Frame, *, resize: bool) -> np.ndarray:
         """The frame's trimap: read-only uint8 H x W with values exactly 0, 128 and 255."""
 
-    def observe(self, frame: Frame, alpha: np.ndarray) -> None:
-        """The final alpha of ``frame`` (float32 H x W in [0, 1]), before the next trimap is asked for."""
-
     def warn(self, reporter: Reporter) -> None:
         """Tell the reporter, once, about files that needed fixing since the last call."""
 
@@ -73,9 +70,6 @@ class FileTrimaps:
 
     def trimap(self, frame: Frame, *, resize: bool) -> np.ndarray:
         return self.index.load(frame.name, frame.index, (frame.height, frame.width), resize=resize)
-
-    def observe(self, frame: Frame, alpha: np.ndarray) -> None:
-        """Nothing is carried between frames."""
 
     def warn(self, reporter: Reporter) -> None:
         warn_fixed_trimaps(self.index, self._warned, reporter)

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mattecli.errors import InputError
-from mattecli.run_inputs import expand_inputs, open_input
+from mattecli.run_inputs import RunInput, expand_inputs, open_input
 from mattecli.run_options import RunOptions
 
 _CHUNK = re.compile(r"\s*(\d+)\s*/\s*(\d+)\s*\Z")
@@ -73,26 +73,36 @@ def job_frames(inputs: Sequence[str], start: int | None, end: int | None, every:
     not be named), and for ``--every`` strides that differ between inputs (a chunk's ``--start``
     would move some input's stride).
     """
-    options = RunOptions(start=start, end=end, every=every)
+    items = [
+        open_input(spec, RunOptions(start=start, end=end, every=every)) for spec in expand_inputs(inputs)
+    ]
+    for item in items:
+        if item.source is not None:
+            item.source.close()
+    failed = next((item for item in items if item.source is None), None)
+    if failed is not None:
+        raise InputError(
+            f"cannot split a job with an input that cannot be opened: {failed.summary.error}",
+            hint="check the input paths",
+        )
+    return frames_of(items, every)
+
+
+def frames_of(items: Sequence[RunInput], every: int) -> JobFrames:
+    """The frame numbers of inputs already opened (:func:`mattecli.run_inputs.open_input`).
+
+    Raises :class:`InputError` for an input whose frames cannot be counted, and for strides that
+    differ between inputs (see :func:`job_frames`).
+    """
     per_input: list[tuple[str, tuple[int, ...]]] = []
-    for spec in expand_inputs(inputs):
-        item = open_input(spec, options)
-        try:
-            if item.source is None:
-                raise InputError(
-                    f"cannot split a job with an input that cannot be opened: {item.summary.error}",
-                    hint="check the input paths",
-                )
-            if item.frames is None:
-                raise InputError(
-                    "cannot count this input's frames, so it cannot be split into chunks",
-                    path=spec,
-                    hint="give its frame range with --start and --end",
-                )
-            per_input.append((spec, tuple(index for _, index in item.frames)))
-        finally:
-            if item.source is not None:
-                item.source.close()
+    for item in items:
+        if item.frames is None:
+            raise InputError(
+                "cannot count this input's frames, so it cannot be split into chunks",
+                path=item.spec,
+                hint="give its frame range with --start and --end",
+            )
+        per_input.append((item.spec, tuple(index for _, index in item.frames)))
     firsts = {frames[0] % every for _, frames in per_input if frames}
     if len(firsts) > 1:
         raise InputError(

@@ -37,12 +37,12 @@ from pathlib import Path
 from typing import Any
 
 from mattecli.errors import InputError, InternalError, MatteError, UnavailableError
-from mattecli.farm.chunks import Chunk, chunks_of_size, job_frames
+from mattecli.farm.chunks import Chunk, chunks_of_size, frames_of
 from mattecli.farm.executors import EngineArgs
 from mattecli.media.outfolder import tidy_temporaries
 from mattecli.media.sinks import OutputSpec
 from mattecli.pipeline import check_job
-from mattecli.run_inputs import expand_inputs, open_input
+from mattecli.run_inputs import expand_inputs, require_one_opened
 from mattecli.run_options import RunOptions
 from mattecli.summary import STAGES, InputSummary, Reporter, RunSummary
 
@@ -187,14 +187,14 @@ class RayExecutor:
                 "whose chunks write one video each",
             )
         shown = {os.path.abspath(spec): spec for spec in expand_inputs(inputs)}
-        openable, failed = _open_each(list(shown), options)
-        if not openable:  # as a local run: nothing can run, so the whole call is bad input
-            more = f" (and {len(failed) - 1} more inputs that could not be opened)" if len(failed) > 1 else ""
-            raise InputError(f"{failed[0].error}{more}", hint="check the input paths; nothing was written")
-        job = job_frames(openable, options.start, options.end, options.every)
+        checked = check_job(list(shown), output, trimap_spec=pipeline.get("trimap_spec"), options=options)
+        require_one_opened(checked)
+        # As in a local run, an input that cannot be opened is reported and the others run.
+        failed = [item.summary for item in checked if item.source is None]
+        openable = [item for item in checked if item.source is not None]
+        job = frames_of(openable, options.every)
         if not job.numbers:
             raise InputError("the frame range selects no frames", hint="check --start, --end and --every")
-        check_job(openable, output, trimap_spec=pipeline.get("trimap_spec"), options=options)
         shared = {key: _absolute(value) for key, value in pipeline.items()}
         spec = replace(output, directory=output.directory.absolute(), composite=_absolute(output.composite))
         self.stats.frames_per_task = self._task_frames or max(
@@ -329,23 +329,6 @@ def _plan_workers(
             hint="lower --workers or --threads",
         )
     return replace(engine, threads=threads), {"num_cpus": threads}, RayStats(address, count, threads, 0)
-
-
-def _open_each(specs: list[str], options: RunOptions) -> tuple[list[str], list[InputSummary]]:
-    """The inputs that open, and the summaries of those that do not.
-
-    As in a local run, an input that cannot be opened is reported and the job goes on with the
-    others (exit code 1 at the end); its frames could not be counted into chunks anyway.
-    """
-    openable, failed = [], []
-    for spec in specs:
-        item = open_input(spec, options)
-        if item.source is None:
-            failed.append(item.summary)
-        else:
-            item.source.close()
-            openable.append(spec)
-    return openable, failed
 
 
 def _add(item: InputSummary, done: dict[str, Any]) -> None:

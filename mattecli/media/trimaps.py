@@ -66,10 +66,14 @@ _ROTATE_HINT = (
     "rotation) turned it; rotate the trimap to match the picture as viewers show it (resizing would "
     "distort it)"
 )
-_RULE_HINT = (
-    "name each trimap after its frame (GT01.png for GT01.jpg, clip.000012.png for frame 12 of "
-    "clip.mp4) or after the frame number alone (000012.png)"
-)
+
+
+def _rule_hint(kind: str) -> str:
+    return (
+        f"name each {kind} after its frame (GT01.png for GT01.jpg, clip.000012.png for frame 12 of "
+        "clip.mp4) or after the frame number alone (000012.png)"
+    )
+
 
 # A stem that ends in a number: (prefix)(optional separator)(all trailing digits).
 _NUMBERED_STEM = re.compile(r"(?P<prefix>.*?)(?P<sep>[._ -]?)(?P<number>\d+)")
@@ -162,11 +166,23 @@ class TrimapIndex:
     After loading, :attr:`remapped` maps each file that had off-level values to the number of
     pixels that were quantised, and :attr:`all_unknown` holds files with neither definite
     foreground nor background, so the caller can warn about them once.
+
+    The matching rules serve masks too (``run --mask-dir``): ``kind`` and ``option`` name the
+    files and the option in the errors of :meth:`open`, :meth:`find` and :meth:`check`.
     """
 
-    def __init__(self, spec: Path, files: list[Path], *, single: bool) -> None:
+    def __init__(
+        self,
+        spec: Path,
+        files: list[Path],
+        *,
+        single: bool,
+        kind: str = "trimap",
+        option: str = "--trimap-dir",
+    ) -> None:
         self.spec = spec
         self.single = single
+        self.kind, self.option = kind, option
         self.remapped: dict[Path, int] = {}
         self.all_unknown: set[Path] = set()
         self._by_stem: dict[str, list[Path]] = {}
@@ -185,27 +201,27 @@ class TrimapIndex:
                 self._by_number.setdefault(number, []).append(path)
 
     @classmethod
-    def open(cls, spec: Path) -> TrimapIndex:
+    def open(cls, spec: Path, *, kind: str = "trimap", option: str = "--trimap-dir") -> TrimapIndex:
         """Index a folder of trimaps, or take one image file as the trimap of every frame."""
         spec = Path(spec)
         if spec.is_file():
             if not is_image_file(spec):
                 raise InputError(
-                    "not an image file, so it cannot be a trimap", path=spec, hint="give a PNG, TIFF or EXR"
+                    f"not an image file, so it cannot be a {kind}", path=spec, hint="give a PNG, TIFF or EXR"
                 )
-            return cls(spec, [spec], single=True)
+            return cls(spec, [spec], single=True, kind=kind, option=option)
         if not spec.is_dir():
             raise InputError(
-                "trimap folder or file not found",
+                f"{kind} folder or file not found",
                 path=spec,
-                hint="--trimap-dir takes a folder of trimaps or one trimap image for every frame",
+                hint=f"{option} takes a folder of {kind}s or one {kind} image for every frame",
             )
         files = sorted(
             p for p in spec.iterdir() if p.is_file() and not p.name.startswith(".") and is_image_file(p)
         )
         if not files:
-            raise InputError("no trimap images in this folder", path=spec, hint=_RULE_HINT)
-        return cls(spec, files, single=False)
+            raise InputError(f"no {kind} images in this folder", path=spec, hint=_rule_hint(kind))
+        return cls(spec, files, single=False, kind=kind, option=option)
 
     def find(self, name: str, index: int) -> Path | None:
         """The trimap file for frame ``index`` of ``name``, or None; see the module docstring."""
@@ -231,10 +247,10 @@ class TrimapIndex:
         shown = ", ".join(f"{name} (frame {index})" for name, index in missing[:MISSING_SHOWN])
         more = f" and {len(missing) - MISSING_SHOWN} more" if len(missing) > MISSING_SHOWN else ""
         raise InputError(
-            f"no trimap for {len(missing)} of {len(frames)} frames: {shown}{more}"
+            f"no {self.kind} for {len(missing)} of {len(frames)} frames: {shown}{more}"
             + (self._other_sources() if len(missing) == len(frames) else ""),
             path=self.spec,
-            hint=_RULE_HINT,
+            hint=_rule_hint(self.kind),
         )
 
     def _other_sources(self) -> str:
@@ -247,7 +263,7 @@ class TrimapIndex:
             return ""
         shown = ", ".join(repr(name) for name in others[:_OTHER_NAMES_SHOWN])
         more = f" and {len(others) - _OTHER_NAMES_SHOWN} more" if len(others) > _OTHER_NAMES_SHOWN else ""
-        return f"; the numbered trimaps here are named for {shown}{more}, not for this run's inputs"
+        return f"; the numbered {self.kind}s here are named for {shown}{more}, not for this run's inputs"
 
     def load(self, name: str, index: int, size: tuple[int, int], *, resize: bool = False) -> np.ndarray:
         """The frame's trimap as read-only uint8 H x W with values exactly 0, 128 and 255.
@@ -258,7 +274,9 @@ class TrimapIndex:
         """
         path = self.find(name, index)
         if path is None:
-            raise InputError(f"no trimap for frame {name}", path=self.spec, frame=index, hint=_RULE_HINT)
+            raise InputError(
+                f"no trimap for frame {name}", path=self.spec, frame=index, hint=_rule_hint("trimap")
+            )
         key = (path, size, resize)
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
@@ -297,9 +315,9 @@ class TrimapIndex:
         if len(candidates) > 1:
             listed = " and ".join(p.name for p in candidates[:2])
             raise InputError(
-                f"{len(candidates)} trimaps fit frame {name}: {listed}",
+                f"{len(candidates)} {self.kind}s fit frame {name}: {listed}",
                 path=self.spec,
                 frame=index,
-                hint="keep one trimap per frame (remove or rename the others)",
+                hint=f"keep one {self.kind} per frame (remove or rename the others)",
             )
         return candidates[0]
